@@ -1,0 +1,36 @@
+// Runs inside the sandbox: the launcher applied every layer before this interpreter started.
+// Reads one request ({"code", "preload"}) from stdin and runs the preload and then the code
+// the way `node file.js` would (a CommonJS module in sloppy mode), reporting to the runner on
+// descriptor 3 why it failed, if it did.
+'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+const vm = require('node:vm');
+const { createRequire } = require('node:module');
+
+const REPORT_FD = 3;
+
+function report(word) {
+  try {
+    fs.writeSync(REPORT_FD, word + '\n');
+  } catch {
+    // the report is a courtesy
+  }
+}
+
+process.on('uncaughtExceptionMonitor', (err) => {
+  if (err && err.code === 'EPERM') report('eperm');
+});
+
+function run(source, name) {
+  const filename = path.join(process.cwd(), name);
+  const mod = { exports: {}, filename, id: '.', loaded: false };
+  const fn = vm.compileFunction(source, ['exports', 'require', 'module', '__filename', '__dirname'], {
+    filename,
+  });
+  fn.call(mod.exports, mod.exports, createRequire(filename), mod, filename, process.cwd());
+}
+
+const request = JSON.parse(fs.readFileSync(0, 'utf8'));
+if (request.preload) run(request.preload, 'preload.js');
+run(request.code, 'code.js');

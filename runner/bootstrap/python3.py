@@ -1,0 +1,55 @@
+# Runs inside the sandbox: the launcher applied every layer before this interpreter started.
+# Reads one request ({"code", "preload"}) from stdin, runs the preload and then the code as
+# the __main__ module, and reports to the runner on descriptor 3 why it failed, if it did.
+import errno
+import json
+import linecache
+import os
+import sys
+import traceback
+import types
+
+REPORT_FD = 3
+
+
+def report(word):
+    try:
+        os.write(REPORT_FD, (word + "\n").encode())
+    except OSError:
+        pass
+
+
+def run(source, filename, module):
+    # Register the source so that tracebacks show the offending lines.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), module.__dict__)
+
+
+def print_user_traceback(exc):
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb)
+
+
+def main():
+    request = json.loads(sys.stdin.buffer.read())
+    module = types.ModuleType("__main__")
+    module.__builtins__ = __builtins__
+    sys.modules["__main__"] = module
+    try:
+        if request.get("preload"):
+            run(request["preload"], "<preload>", module)
+        run(request["code"], "<code>", module)
+    except MemoryError as exc:
+        report("memory")
+        print_user_traceback(exc)
+        sys.exit(1)
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.EPERM:
+            report("eperm")
+        print_user_traceback(exc)
+        sys.exit(1)
+
+
+main()

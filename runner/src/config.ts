@@ -1,0 +1,406 @@
+// The runner's configuration: environment variables over an optional YAML file with
+// DifySandbox's keys. Every setting is declared once in SETTINGS; parsing, validation, the
+// defaults and the README's configuration table all come from that list.
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { parse as parseYaml } from 'yaml';
+
+export type Language = 'python3' | 'nodejs';
+export const LANGUAGES: readonly Language[] = ['python3', 'nodejs'];
+
+export interface RunnerConfig {
+  host: string;
+  port: number;
+  apiKey: string;
+  /** True when API_KEY was not set and the loopback-only default key is in use. */
+  apiKeyDefaulted: boolean;
+  workerTimeoutSeconds: number;
+  maxWorkers: number;
+  maxRequests: number;
+  enableNetwork: boolean;
+  httpProxy: string;
+  httpsProxy: string;
+  noProxy: string;
+  enablePreload: boolean;
+  allowedSyscalls: string[];
+  pythonPath: string;
+  nodejsPath: string;
+  memoryMiB: number;
+  cpuSeconds: number;
+  maxOutputBytes: number;
+  maxFileBytes: number;
+  maxOpenFiles: number;
+  maxThreads: number;
+  maxBodyBytes: number;
+  workDir: string;
+  uidBase: number;
+  landlock: 'required' | 'optional';
+  logLevel: string;
+}
+
+/** A configuration error: start-up stops with this one line. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+type Kind = 'int' | 'bool' | 'string' | 'list' | 'enum';
+
+export interface Setting {
+  key: keyof RunnerConfig;
+  env: string;
+  /** Dotted path in config.yaml (DifySandbox's keys where it has one). */
+  yaml: string;
+  kind: Kind;
+  default: string;
+  min?: number;
+  max?: number;
+  choices?: string[];
+  doc: string;
+}
+
+export const SETTINGS: readonly Setting[] = [
+  {
+    key: 'port',
+    env: 'SANDBOX_PORT',
+    yaml: 'app.port',
+    kind: 'int',
+    default: '8194',
+    min: 0,
+    max: 65535,
+    doc: 'HTTP listen port (0: any free port)',
+  },
+  {
+    key: 'host',
+    env: 'SANDBOX_HOST',
+    yaml: 'app.host',
+    kind: 'string',
+    default: '0.0.0.0',
+    doc: 'listen address; `127.0.0.1` for local use',
+  },
+  {
+    key: 'apiKey',
+    env: 'API_KEY',
+    yaml: 'app.key',
+    kind: 'string',
+    default: '',
+    doc: 'the `X-Api-Key` callers must send; required unless the host is loopback (then `dify-sandbox`, with a warning)',
+  },
+  {
+    key: 'workerTimeoutSeconds',
+    env: 'WORKER_TIMEOUT',
+    yaml: 'worker_timeout',
+    kind: 'int',
+    default: '15',
+    min: 1,
+    max: 3600,
+    doc: 'wall-clock seconds per run; the whole run is killed after it',
+  },
+  {
+    key: 'maxWorkers',
+    env: 'MAX_WORKERS',
+    yaml: 'max_workers',
+    kind: 'int',
+    default: String(os.availableParallelism()),
+    min: 1,
+    max: 256,
+    doc: 'runs executing at once (default: number of CPUs)',
+  },
+  {
+    key: 'maxRequests',
+    env: 'MAX_REQUESTS',
+    yaml: 'max_requests',
+    kind: 'int',
+    default: '50',
+    min: 1,
+    max: 100000,
+    doc: 'runs executing or queued; beyond it HTTP 503',
+  },
+  {
+    key: 'enableNetwork',
+    env: 'ENABLE_NETWORK',
+    yaml: 'enable_network',
+    kind: 'bool',
+    default: 'true',
+    doc: "whether a request's `enable_network` may give the program network; when false, programs run without network whatever they ask",
+  },
+  {
+    key: 'httpProxy',
+    env: 'HTTP_PROXY',
+    yaml: 'proxy.http',
+    kind: 'string',
+    default: '',
+    doc: 'proxy handed to programs for http:// (with network)',
+  },
+  {
+    key: 'httpsProxy',
+    env: 'HTTPS_PROXY',
+    yaml: 'proxy.https',
+    kind: 'string',
+    default: '',
+    doc: 'proxy handed to programs for https:// (with network)',
+  },
+  {
+    key: 'noProxy',
+    env: 'NO_PROXY',
+    yaml: 'proxy.no_proxy',
+    kind: 'string',
+    default: '',
+    doc: 'hosts programs reach without the proxy',
+  },
+  {
+    key: 'enablePreload',
+    env: 'ENABLE_PRELOAD',
+    yaml: 'enable_preload',
+    kind: 'bool',
+    default: 'true',
+    doc: 'whether `preload` is run (inside the sandbox, before the code)',
+  },
+  {
+    key: 'allowedSyscalls',
+    env: 'ALLOWED_SYSCALLS',
+    yaml: 'allowed_syscalls',
+    kind: 'list',
+    default: '',
+    doc: 'extra syscalls (names or numbers, comma-separated) added to every language policy',
+  },
+  {
+    key: 'pythonPath',
+    env: 'PYTHON_PATH',
+    yaml: 'python_path',
+    kind: 'string',
+    default: '/usr/bin/python3',
+    doc: 'the Python 3 interpreter',
+  },
+  {
+    key: 'nodejsPath',
+    env: 'NODEJS_PATH',
+    yaml: 'nodejs_path',
+    kind: 'string',
+    default: '/usr/bin/node',
+    doc: 'the Node.js interpreter',
+  },
+  {
+    key: 'memoryMiB',
+    env: 'SANDBOX_MEMORY_MIB',
+    yaml: 'limits.memory_mib',
+    kind: 'int',
+    default: '256',
+    min: 32,
+    max: 65536,
+    doc: 'memory per run (MiB, data segment and heap)',
+  },
+  {
+    key: 'cpuSeconds',
+    env: 'SANDBOX_CPU_SECONDS',
+    yaml: 'limits.cpu_seconds',
+    kind: 'int',
+    default: '10',
+    min: 1,
+    max: 3600,
+    doc: 'CPU time per run (seconds)',
+  },
+  {
+    key: 'maxOutputBytes',
+    env: 'SANDBOX_MAX_OUTPUT_BYTES',
+    yaml: 'limits.output_bytes',
+    kind: 'int',
+    default: '4194304',
+    min: 1024,
+    max: 1073741824,
+    doc: 'stdout and stderr bytes per run, each',
+  },
+  {
+    key: 'maxFileBytes',
+    env: 'SANDBOX_MAX_FILE_BYTES',
+    yaml: 'limits.file_bytes',
+    kind: 'int',
+    default: '16777216',
+    min: 0,
+    max: 1099511627776,
+    doc: 'largest file a run may write (bytes)',
+  },
+  {
+    key: 'maxOpenFiles',
+    env: 'SANDBOX_MAX_OPEN_FILES',
+    yaml: 'limits.open_files',
+    kind: 'int',
+    default: '256',
+    min: 16,
+    max: 999,
+    doc: 'open file descriptors per run',
+  },
+  {
+    key: 'maxThreads',
+    env: 'SANDBOX_MAX_THREADS',
+    yaml: 'limits.threads',
+    kind: 'int',
+    default: '64',
+    min: 8,
+    max: 4096,
+    doc: 'threads per run (enforced when the runner is root, where each run has its own uid)',
+  },
+  {
+    key: 'maxBodyBytes',
+    env: 'SANDBOX_MAX_BODY_BYTES',
+    yaml: 'limits.body_bytes',
+    kind: 'int',
+    default: '10485760',
+    min: 1024,
+    max: 1073741824,
+    doc: 'largest request body; beyond it HTTP 413',
+  },
+  {
+    key: 'workDir',
+    env: 'SANDBOX_WORK_DIR',
+    yaml: 'work_dir',
+    kind: 'string',
+    default: '/tmp/sandboxpool',
+    doc: 'where run directories and the runtime files live; must be writable',
+  },
+  {
+    key: 'uidBase',
+    env: 'SANDBOX_UID_BASE',
+    yaml: 'uid_base',
+    kind: 'int',
+    default: '60000',
+    min: 1000,
+    max: 4000000000,
+    doc: 'as root, run slot N executes as uid/gid `SANDBOX_UID_BASE + N`',
+  },
+  {
+    key: 'landlock',
+    env: 'SANDBOX_LANDLOCK',
+    yaml: 'landlock',
+    kind: 'enum',
+    default: 'required',
+    choices: ['required', 'optional'],
+    doc: 'whether a kernel without Landlock stops the runner (`required`) or is only reported',
+  },
+  {
+    key: 'logLevel',
+    env: 'LOG_LEVEL',
+    yaml: 'log_level',
+    kind: 'enum',
+    default: 'info',
+    choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'],
+    doc: 'log level',
+  },
+];
+
+const LOCAL_DEFAULT_KEY = 'dify-sandbox';
+
+function yamlLookup(doc: unknown, dotted: string): unknown {
+  let node: unknown = doc;
+  for (const part of dotted.split('.')) {
+    if (node === null || typeof node !== 'object' || !(part in node)) return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+function parseValue(s: Setting, raw: unknown, source: string): unknown {
+  const where = source;
+  const text = Array.isArray(raw) ? raw.map(String).join(',') : String(raw).trim();
+  switch (s.kind) {
+    case 'int': {
+      if (!/^-?\d+$/.test(text))
+        throw new ConfigError(`${where}: expected a whole number, got '${text}'`);
+      const n = Number(text);
+      if ((s.min !== undefined && n < s.min) || (s.max !== undefined && n > s.max))
+        throw new ConfigError(`${where}: ${n} is out of range (${s.min}..${s.max})`);
+      return n;
+    }
+    case 'bool': {
+      const t = text.toLowerCase();
+      if (['true', '1', 'yes', 'on'].includes(t)) return true;
+      if (['false', '0', 'no', 'off'].includes(t)) return false;
+      throw new ConfigError(`${where}: expected true or false, got '${text}'`);
+    }
+    case 'enum':
+      if (!s.choices?.includes(text))
+        throw new ConfigError(`${where}: expected one of ${s.choices?.join(', ')}, got '${text}'`);
+      return text;
+    case 'list':
+      return text
+        .split(/[,\s]+/)
+        .map((x) => x.trim())
+        .filter((x) => x !== '');
+    case 'string':
+      return text;
+  }
+}
+
+export interface LoadOptions {
+  env?: NodeJS.ProcessEnv;
+  /** Path of the YAML file; when absent, /conf/config.yaml is read if it exists. */
+  configPath?: string;
+}
+
+/** Reads, validates and returns the configuration; throws ConfigError naming the bad key. */
+export function loadConfig(options: LoadOptions = {}): RunnerConfig {
+  const env = options.env ?? process.env;
+  const path = options.configPath ?? env.SANDBOX_CONFIG ?? '/conf/config.yaml';
+  let doc: unknown = {};
+  try {
+    doc = parseYaml(readFileSync(path, 'utf8')) ?? {};
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const explicit = options.configPath !== undefined || env.SANDBOX_CONFIG !== undefined;
+    if (code !== 'ENOENT' || explicit)
+      throw new ConfigError(`config file ${path}: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+    throw new ConfigError(`config file ${path}: expected a mapping at the top level`);
+
+  const values: Record<string, unknown> = {};
+  for (const s of SETTINGS) {
+    const fromEnv = env[s.env];
+    const fromYaml = yamlLookup(doc, s.yaml);
+    if (fromEnv !== undefined && fromEnv !== '') values[s.key] = parseValue(s, fromEnv, s.env);
+    else if (fromYaml !== undefined && fromYaml !== null)
+      values[s.key] = parseValue(s, fromYaml, `${path}: ${s.yaml}`);
+    else values[s.key] = parseValue(s, s.default, `default of ${s.env}`);
+  }
+  const config = values as unknown as RunnerConfig;
+
+  const loopback = ['127.0.0.1', '::1', 'localhost'].includes(config.host);
+  config.apiKeyDefaulted = false;
+  if (config.apiKey === '') {
+    if (!loopback)
+      throw new ConfigError(
+        `API_KEY: required when listening on ${config.host} (set API_KEY, or SANDBOX_HOST=127.0.0.1 for local use)`,
+      );
+    config.apiKey = LOCAL_DEFAULT_KEY;
+    config.apiKeyDefaulted = true;
+  }
+  if (config.maxRequests < config.maxWorkers)
+    throw new ConfigError(
+      `MAX_REQUESTS: ${config.maxRequests} is below MAX_WORKERS (${config.maxWorkers})`,
+    );
+  if (!config.workDir.startsWith('/'))
+    throw new ConfigError(`SANDBOX_WORK_DIR: must be an absolute path, got '${config.workDir}'`);
+  for (const [key, url] of [
+    ['HTTP_PROXY', config.httpProxy],
+    ['HTTPS_PROXY', config.httpsProxy],
+  ] as const) {
+    if (url === '') continue;
+    try {
+      new URL(url);
+    } catch {
+      throw new ConfigError(`${key}: not a URL: '${url}'`);
+    }
+  }
+  for (const name of config.allowedSyscalls)
+    if (!/^[a-z0-9_]+$/.test(name))
+      throw new ConfigError(`ALLOWED_SYSCALLS: '${name}' is not a syscall name or number`);
+  return config;
+}
+
+/** The README's configuration table, rendered from SETTINGS. */
+export function renderConfigTable(): string {
+  const rows = SETTINGS.map((s) => {
+    const def = s.key === 'maxWorkers' ? 'CPUs' : s.default === '' ? '—' : `\`${s.default}\``;
+    return `| \`${s.env}\` | \`${s.yaml}\` | ${def} | ${s.doc} |`;
+  });
+  return ['| env | config.yaml | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
+}

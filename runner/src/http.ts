@@ -1,0 +1,200 @@
+// The HTTP layer: routes, authentication and DifySandbox's response envelope. Everything that
+// executes lives in the engine.
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Logger } from 'pino';
+import { LANGUAGES, type Language, type RunnerConfig } from './config.js';
+import { listDependencies } from './dependencies.js';
+import { Busy, type Engine } from './engine.js';
+import type { RunnerMetrics } from './metrics.js';
+
+export interface Readiness {
+  ready: boolean;
+  reason: string;
+}
+
+interface AppDeps {
+  config: RunnerConfig;
+  engine: Engine;
+  metrics: RunnerMetrics;
+  logger: Logger;
+  readiness: Readiness;
+}
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    log: Logger;
+  }
+}
+
+const envelope = (code: number, message: string, data: unknown = null) => ({ code, message, data });
+
+/** Constant-time comparison, also in the length: both sides are hashed first. */
+function keyMatches(given: string | undefined, expected: string): boolean {
+  const a = createHash('sha256')
+    .update(given ?? '')
+    .digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b) && given !== undefined;
+}
+
+function parseLanguage(value: unknown): Language | undefined {
+  return LANGUAGES.find((l) => l === value);
+}
+
+export function createApp({
+  config,
+  engine,
+  metrics,
+  logger,
+  readiness,
+}: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.use((req, res, next) => {
+    const given = req.get('x-request-id');
+    const id = given !== undefined && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
+    res.set('X-Request-Id', id);
+    req.log = logger.child({ reqId: id });
+    next();
+  });
+
+  // Unauthenticated: Dify's compose health check, liveness, readiness, Prometheus.
+  app.get('/health', (_req, res) => {
+    res.json('ok');
+  });
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', (_req, res) => {
+    res
+      .status(readiness.ready ? 200 : 503)
+      .json({ ready: readiness.ready, reason: readiness.reason });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.set('Content-Type', metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  const sandbox = express.Router();
+  sandbox.use((req, res, next) => {
+    if (!keyMatches(req.get('x-api-key'), config.apiKey)) {
+      res.status(401).json(envelope(-401, 'Unauthorized'));
+      return;
+    }
+    next();
+  });
+  sandbox.use(express.json({ limit: config.maxBodyBytes, type: () => true, strict: false }));
+
+  sandbox.post('/run', async (req, res) => {
+    const body: unknown = req.body;
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+      res.json(envelope(-400, 'request body must be a JSON object'));
+      return;
+    }
+    const {
+      language,
+      code,
+      preload,
+      enable_network: enableNetwork,
+    } = body as Record<string, unknown>;
+    if (typeof language !== 'string' || language === '') {
+      res.json(envelope(-400, 'language is required'));
+      return;
+    }
+    const lang = parseLanguage(language);
+    if (lang === undefined) {
+      res.status(400).json(envelope(-400, 'unsupported language'));
+      return;
+    }
+    if (typeof code !== 'string' || code === '') {
+      res.json(envelope(-400, 'code is required and must be a string'));
+      return;
+    }
+    if (preload !== undefined && preload !== null && typeof preload !== 'string') {
+      res.json(envelope(-400, 'preload must be a string'));
+      return;
+    }
+    if (
+      enableNetwork !== undefined &&
+      enableNetwork !== null &&
+      typeof enableNetwork !== 'boolean'
+    ) {
+      res.json(envelope(-400, 'enable_network must be a boolean'));
+      return;
+    }
+    if (!readiness.ready) {
+      res.status(503).json(envelope(-503, `sandbox not ready: ${readiness.reason}`));
+      return;
+    }
+    try {
+      const result = await engine.run(
+        {
+          language: lang,
+          code,
+          preload: config.enablePreload && typeof preload === 'string' ? preload : '',
+          // Network only when the configuration allows it; otherwise the run goes ahead
+          // without network and a socket attempt says "network is disabled".
+          network: enableNetwork === true && config.enableNetwork,
+        },
+        req.log,
+      );
+      res.json(
+        envelope(0, 'success', {
+          stdout: result.stdout,
+          stderr: result.stderr,
+          error: result.error,
+          exit_code: result.exitCode,
+        }),
+      );
+    } catch (err) {
+      if (err instanceof Busy) {
+        res.status(503).json(envelope(-503, 'Too many requests'));
+        return;
+      }
+      throw err;
+    }
+  });
+
+  const dependencies = async (req: Request, res: Response) => {
+    const lang = parseLanguage(req.query.language);
+    if (lang === undefined) {
+      res.status(400).json(envelope(-400, 'unsupported language'));
+      return;
+    }
+    res.json(envelope(0, 'success', { dependencies: await listDependencies(config, lang) }));
+  };
+  sandbox.get('/dependencies', dependencies);
+  sandbox.post('/dependencies/update', dependencies);
+  sandbox.get('/dependencies/refresh', dependencies);
+
+  app.use('/v1/sandbox', sandbox);
+
+  app.use((_req, res) => {
+    res.status(404).json(envelope(-404, 'not found'));
+  });
+  // express hands body-parser and route errors here; the status says whose fault it was.
+  app.use(
+    (
+      err: Error & { status?: number; type?: string },
+      req: Request,
+      res: Response,
+      _next: NextFunction,
+    ) => {
+      const status =
+        err.status !== undefined && err.status >= 400 && err.status < 500 ? err.status : 500;
+      if (status === 500) req.log.error({ err }, 'request failed');
+      const message =
+        err.type === 'entity.too.large'
+          ? `request body larger than ${config.maxBodyBytes} bytes`
+          : err.type === 'entity.parse.failed'
+            ? 'request body is not valid JSON'
+            : status === 500
+              ? 'internal error'
+              : err.message;
+      res.status(status).json(envelope(-status, message));
+    },
+  );
+  return app;
+}

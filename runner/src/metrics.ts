@@ -1,0 +1,54 @@
+// The runner's Prometheus metrics: one registry, created once, passed to what records.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class RunnerMetrics {
+  readonly registry = new Registry();
+  readonly executions = new Counter({
+    name: 'sandbox_executions_total',
+    help: 'Executions finished, by language and outcome (success, error, denied, timeout, memory_limit, cpu_limit, file_limit, output_limit, killed, sandbox_error).',
+    labelNames: ['language', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly duration = new Histogram({
+    name: 'sandbox_execution_duration_seconds',
+    help: 'Wall-clock time of one execution in the sandbox, from launch to exit, by language.',
+    labelNames: ['language'] as const,
+    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly queueWait = new Histogram({
+    name: 'sandbox_queue_wait_seconds',
+    help: 'Time a run waited for a free worker before it started.',
+    buckets: [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60],
+    registers: [this.registry],
+  });
+  readonly queued = new Gauge({
+    name: 'sandbox_queue_depth',
+    help: 'Runs admitted and waiting for a free worker.',
+    registers: [this.registry],
+  });
+  readonly inFlight = new Gauge({
+    name: 'sandbox_executions_in_flight',
+    help: 'Runs executing right now.',
+    registers: [this.registry],
+  });
+  readonly rejected = new Counter({
+    name: 'sandbox_rejected_requests_total',
+    help: 'Runs refused with HTTP 503 because MAX_REQUESTS runs were already executing or queued.',
+    registers: [this.registry],
+  });
+  readonly ready = new Gauge({
+    name: 'sandbox_ready',
+    help: '1 when the start-up self-test of the sandbox passed and runs are accepted, else 0.',
+    registers: [this.registry],
+  });
+  readonly landlockAbi = new Gauge({
+    name: 'sandbox_landlock_abi',
+    help: 'The Landlock ABI version of the kernel (0: Landlock unavailable).',
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+}

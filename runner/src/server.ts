@@ -1,0 +1,110 @@
+// Starting a runner: the sandbox runtime, a self-test of every layer, then the HTTP server.
+import { execFile } from 'node:child_process';
+import type { Server } from 'node:http';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { Logger } from 'pino';
+import type { RunnerConfig } from './config.js';
+import { Engine } from './engine.js';
+import { createApp, type Readiness } from './http.js';
+import { RunnerMetrics } from './metrics.js';
+import { NATIVE_BUILD, Runtime, execute } from './sandbox.js';
+
+/** Code that must print "ok": it runs through every layer and checks that a socket is refused. */
+const SELF_TESTS = {
+  python3: [
+    'import socket',
+    'try:',
+    '    socket.socket()',
+    '    print("socket allowed")',
+    'except PermissionError:',
+    '    print("ok")',
+  ].join('\n'),
+  nodejs: [
+    "const net = require('net');",
+    "const s = net.connect(9, '127.0.0.1');",
+    "s.on('error', (e) => console.log(e.code === 'EPERM' ? 'ok' : 'socket allowed: ' + e.code));",
+    "s.on('connect', () => { console.log('socket allowed'); s.destroy(); });",
+  ].join('\n'),
+} as const;
+
+/** Proves at start-up that a run really gets the sandbox: fails closed otherwise. */
+async function selfTest(runtime: Runtime): Promise<string | undefined> {
+  for (const language of ['python3', 'nodejs'] as const) {
+    const result = await execute(runtime, {
+      language,
+      code: SELF_TESTS[language],
+      preload: '',
+      network: false,
+      slot: 0,
+    });
+    if (result.stdout !== 'ok\n')
+      return `self-test of ${language} failed: ${(result.error || result.stdout).trim().split('\n')[0]}`;
+  }
+  return undefined;
+}
+
+async function landlockAbi(): Promise<number> {
+  const { stdout } = await promisify(execFile)(path.join(NATIVE_BUILD, 'sandbox-launcher'), [
+    '--probe',
+  ]);
+  return Number(/landlock_abi=(\d+)/.exec(stdout)?.[1] ?? 0);
+}
+
+export interface StartedRunner {
+  server: Server;
+  config: RunnerConfig;
+  close(): Promise<void>;
+}
+
+export async function startRunner(config: RunnerConfig, logger: Logger): Promise<StartedRunner> {
+  const metrics = new RunnerMetrics();
+  const runtime = new Runtime(config);
+  await runtime.prepare();
+  const readiness: Readiness = { ready: false, reason: 'self-test has not run yet' };
+  const engine = new Engine(runtime, metrics);
+  const app = createApp({ config, engine, metrics, logger, readiness });
+
+  const abi = await landlockAbi();
+  metrics.landlockAbi.set(abi);
+  logger.info(
+    { landlockAbi: abi, asRoot: runtime.asRoot, workDir: config.workDir },
+    abi > 0 ? `Landlock ABI ${abi} available` : 'Landlock is not available in this kernel',
+  );
+  if (config.apiKeyDefaulted)
+    logger.warn(
+      'API_KEY is not set: using the default key "dify-sandbox" (allowed on loopback only)',
+    );
+
+  const failure = await selfTest(runtime);
+  if (failure !== undefined) {
+    readiness.reason = failure;
+    logger.error({ reason: failure }, 'sandbox self-test failed: runs are refused until restart');
+  } else {
+    readiness.ready = true;
+    readiness.reason = 'ok';
+  }
+  metrics.ready.set(readiness.ready ? 1 : 0);
+
+  const server = await new Promise<Server>((resolve, reject) => {
+    const s = app.listen(config.port, config.host, () => resolve(s));
+    s.once('error', reject);
+  });
+  // Dify's clients keep connections alive; do not drop them before they do.
+  server.keepAliveTimeout = 65_000;
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : config.port;
+  logger.info(
+    { host: config.host, port },
+    `config init success: listening on ${config.host}:${port}`,
+  );
+  return {
+    server,
+    config,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
