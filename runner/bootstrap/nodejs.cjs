@@ -18,16 +18,26 @@ function report(word) {
   }
 }
 
+// Whether an EPERM from the kernel is behind the error (fetch and others wrap it in `cause`).
+function causedByEperm(err) {
+  for (let i = 0; err && i < 10; i++, err = err.cause) if (err.code === 'EPERM') return true;
+  return false;
+}
+
 process.on('uncaughtExceptionMonitor', (err) => {
-  if (err && err.code === 'EPERM') report('eperm');
+  if (causedByEperm(err)) report('eperm');
 });
 
 function run(source, name) {
   const filename = path.join(process.cwd(), name);
   const mod = { exports: {}, filename, id: '.', loaded: false };
-  const fn = vm.compileFunction(source, ['exports', 'require', 'module', '__filename', '__dirname'], {
-    filename,
-  });
+  const fn = vm.compileFunction(
+    source,
+    ['exports', 'require', 'module', '__filename', '__dirname'],
+    {
+      filename,
+    },
+  );
   fn.call(mod.exports, mod.exports, createRequire(filename), mod, filename, process.cwd());
 }
 

@@ -25,6 +25,21 @@ def run(source, filename, module):
     exec(compile(source, filename, "exec"), module.__dict__)
 
 
+def caused_by_eperm(exc):
+    """Whether an EPERM from the kernel is behind EXC (libraries wrap it: URLError, ...)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno == errno.EPERM:
+            return True
+        reason = getattr(exc, "reason", None)
+        if isinstance(reason, BaseException):
+            exc = reason
+        else:
+            exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
 def print_user_traceback(exc):
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
@@ -46,7 +61,7 @@ def main():
         print_user_traceback(exc)
         sys.exit(1)
     except Exception as exc:
-        if isinstance(exc, OSError) and exc.errno == errno.EPERM:
+        if caused_by_eperm(exc):
             report("eperm")
         print_user_traceback(exc)
         sys.exit(1)

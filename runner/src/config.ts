@@ -332,8 +332,8 @@ function parseValue(s: Setting, raw: unknown, source: string): unknown {
 
 export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
-  /** Path of the YAML file; when absent, /conf/config.yaml is read if it exists. */
-  configPath?: string;
+  /** Path of the YAML file; when absent, /conf/config.yaml is read if it exists; null: none. */
+  configPath?: string | null;
 }
 
 /** Reads, validates and returns the configuration; throws ConfigError naming the bad key. */
@@ -342,7 +342,7 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
   const path = options.configPath ?? env.SANDBOX_CONFIG ?? '/conf/config.yaml';
   let doc: unknown = {};
   try {
-    doc = parseYaml(readFileSync(path, 'utf8')) ?? {};
+    if (options.configPath !== null) doc = parseYaml(readFileSync(path, 'utf8')) ?? {};
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const explicit = options.configPath !== undefined || env.SANDBOX_CONFIG !== undefined;

@@ -4,14 +4,9 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { Language, RunnerConfig } from './config.js';
-
-const DEPENDENCIES_DIR = path.resolve(
-  path.dirname(fileURLToPath(import.meta.url)),
-  '../../../dependencies',
-);
+import { DEPENDENCIES_DIR } from './paths.js';
 
 export interface Dependency {
   name: string;

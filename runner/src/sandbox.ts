@@ -6,13 +6,9 @@ import { randomUUID } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Language, RunnerConfig } from './config.js';
+import { BOOTSTRAP_SOURCE, NATIVE_BUILD, POLICY_SOURCE } from './paths.js';
 
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-export const NATIVE_BUILD = path.join(REPO_ROOT, 'native/build');
-const POLICY_SOURCE = path.join(REPO_ROOT, 'native/policies');
-const BOOTSTRAP_SOURCE = path.join(REPO_ROOT, 'runner/bootstrap');
 const LAUNCHER = path.join(NATIVE_BUILD, 'sandbox-launcher');
 const LAUNCHER_FAILED = 125;
 const REPORT_LIMIT = 64 * 1024;

@@ -8,7 +8,8 @@ import type { RunnerConfig } from './config.js';
 import { Engine } from './engine.js';
 import { createApp, type Readiness } from './http.js';
 import { RunnerMetrics } from './metrics.js';
-import { NATIVE_BUILD, Runtime, execute } from './sandbox.js';
+import { NATIVE_BUILD } from './paths.js';
+import { Runtime, execute } from './sandbox.js';
 
 /** Code that must print "ok": it runs through every layer and checks that a socket is refused. */
 const SELF_TESTS = {

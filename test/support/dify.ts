@@ -42,7 +42,11 @@ console.log(result)
 }
 
 /** Dify's Jinja2 template transform, sent as python3; `sandboxed` is what newer Dify does. */
-export function jinja2Runner(template: string, inputs: Record<string, unknown>, sandboxed = false): string {
+export function jinja2Runner(
+  template: string,
+  inputs: Record<string, unknown>,
+  sandboxed = false,
+): string {
   const make = sandboxed
     ? `from jinja2.sandbox import SandboxedEnvironment
     template = SandboxedEnvironment().from_string(b64decode('${b64(template)}').decode('utf-8'))`
@@ -99,6 +103,7 @@ export const DEFAULT_NODEJS_MAIN = `function main({arg1, arg2}) {
 /** What Dify does with a response: the text between the first and the last <<RESULT>>. */
 export function extractResult(stdout: string): string {
   const m = /<<RESULT>>([\s\S]*)<<RESULT>>/.exec(stdout);
-  if (m === null) throw new Error(`no <<RESULT>> in stdout: ${JSON.stringify(stdout.slice(0, 200))}`);
+  if (m === null)
+    throw new Error(`no <<RESULT>> in stdout: ${JSON.stringify(stdout.slice(0, 200))}`);
   return m[1]!;
 }

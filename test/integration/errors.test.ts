@@ -1,0 +1,169 @@
+// The error semantics of api.md: what a failing program, a bad request and an overloaded
+// runner look like to Dify.
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestRunner, TEST_KEY, type TestRunner } from '../support/runner.js';
+
+let t: TestRunner;
+beforeAll(async () => {
+  t = await startTestRunner({
+    WORKER_TIMEOUT: '2',
+    SANDBOX_MAX_BODY_BYTES: '65536',
+    SANDBOX_MAX_OUTPUT_BYTES: '100000',
+  });
+});
+afterAll(async () => {
+  await t.close();
+});
+
+describe('program failures', () => {
+  it('an exception gives exit_code 1 and the traceback in error', async () => {
+    const data = await t.run('python3', 'def f():\n    raise ValueError("boom")\nf()');
+    expect(data.exit_code).toBe(1);
+    expect(data.error).toMatch(
+      /^process exited with code 1\nTraceback \(most recent call last\):\n/,
+    );
+    expect(data.error).toContain('ValueError: boom');
+    expect(data.error).toContain('raise ValueError("boom")');
+    expect(data.error).not.toContain('python3.py'); // no frames of the bootstrap
+    expect(data.stderr).toContain('ValueError: boom');
+  });
+
+  it('a Node.js exception gives exit_code 1 and the stack in error', async () => {
+    const data = await t.run('nodejs', 'throw new TypeError("bad thing")');
+    expect(data.exit_code).toBe(1);
+    expect(data.error).toMatch(/^process exited with code 1\n/);
+    expect(data.error).toContain('TypeError: bad thing');
+  });
+
+  it('a warning on stderr with exit 0 leaves error empty', async () => {
+    for (const [language, code] of [
+      ['python3', 'import warnings\nwarnings.warn("careful")\nprint("done")'],
+      [
+        'nodejs',
+        'console.warn("careful"); process.emitWarning("careful too"); console.log("done")',
+      ],
+    ] as const) {
+      const data = await t.run(language, code);
+      expect(data.stdout).toBe('done\n');
+      expect(data.stderr).toContain('careful');
+      expect(data.error).toBe('');
+      expect(data.exit_code).toBe(0);
+    }
+  });
+
+  it('sys.exit and process.exit codes come through', async () => {
+    expect((await t.run('python3', 'import sys; sys.exit(3)')).exit_code).toBe(3);
+    expect((await t.run('nodejs', 'process.exit(4)')).exit_code).toBe(4);
+    const zero = await t.run('python3', 'import sys; print("x"); sys.exit(0)');
+    expect(zero).toEqual({ stdout: 'x\n', stderr: '', error: '', exit_code: 0 });
+  });
+
+  it('a timeout kills the run with every thread, and says so', async () => {
+    for (const [language, code] of [
+      [
+        'python3',
+        'import os, threading\ndef spin():\n    while True: pass\nprint(os.getpid(), flush=True)\nfor _ in range(4): threading.Thread(target=spin, daemon=True).start()\nwhile True: pass',
+      ],
+      ['nodejs', 'console.log(process.pid); setInterval(() => {}, 1000); while (true) {}'],
+    ] as const) {
+      const started = Date.now();
+      const data = await t.run(language, code);
+      expect(Date.now() - started).toBeLessThan(6000);
+      expect(data.error).toBe('error: timeout\n');
+      expect(data.exit_code).toBe(-1);
+      const pid = Number(data.stdout.trim());
+      expect(pid).toBeGreaterThan(1);
+      expect(existsSync(`/proc/${pid}`)).toBe(false);
+    }
+  });
+
+  it('output over the cap ends the run with a clear error', async () => {
+    const data = await t.run('python3', 'import sys\nwhile True: sys.stdout.write("x" * 65536)');
+    expect(data.error).toBe('error: output limit exceeded\n');
+    expect(data.exit_code).toBe(-1);
+    expect(data.stdout.length).toBe(100000);
+  });
+});
+
+describe('request errors', () => {
+  it('unsupported language: HTTP 400, code -400', async () => {
+    const { status, body } = await t.post({ language: 'ruby', code: 'puts 1' });
+    expect(status).toBe(400);
+    expect(body).toEqual({ code: -400, message: 'unsupported language', data: null });
+  });
+
+  it('missing fields and wrong types: code -400 with a message', async () => {
+    for (const bad of [
+      { language: 'python3' },
+      { code: 'print(1)' },
+      { language: 'python3', code: 5 },
+      { language: 'python3', code: 'x', enable_network: 'yes' },
+      [1, 2],
+      'text',
+    ]) {
+      const { body } = await t.post(bad);
+      expect(body.code).toBe(-400);
+      expect(body.data).toBeNull();
+      expect(body.message).not.toBe('');
+    }
+  });
+
+  it('missing or wrong key: 401', async () => {
+    for (const headers of [
+      { 'X-Api-Key': '' },
+      { 'X-Api-Key': 'wrong' },
+      { 'X-Api-Key': TEST_KEY + 'x' },
+    ]) {
+      const { status, body } = await t.post({ language: 'python3', code: 'print(1)' }, headers);
+      expect(status).toBe(401);
+      expect(body.code).toBe(-401);
+    }
+    const res = await fetch(`${t.url}/v1/sandbox/run`, { method: 'POST', body: '{}' });
+    expect(res.status).toBe(401);
+  });
+
+  it('malformed JSON: HTTP 400 with an envelope, and the runner keeps serving', async () => {
+    for (const raw of [
+      '{bad',
+      '{"language": "python3", "code": "print(1)"',
+      '\u0000\u0001',
+      'null',
+    ]) {
+      const { status, body } = await t.post(raw);
+      expect(status).toBeGreaterThanOrEqual(200);
+      expect(status).toBeLessThan(500);
+      expect(body.code).toBe(-400);
+    }
+    expect((await t.run('python3', 'print(2)')).stdout).toBe('2\n');
+  });
+
+  it('a body over the limit: 413', async () => {
+    const { status, body } = await t.post({
+      language: 'python3',
+      code: `# ${'x'.repeat(70000)}\nprint(1)`,
+    });
+    expect(status).toBe(413);
+    expect(body.code).toBe(-413);
+  });
+});
+
+describe('backpressure', () => {
+  it('answers 503 {"code":-503} beyond MAX_REQUESTS and serves again afterwards', async () => {
+    const small = await startTestRunner({ MAX_WORKERS: '1', MAX_REQUESTS: '2' });
+    try {
+      const slow = { language: 'python3', code: 'import time; time.sleep(1.5); print("slow")' };
+      const first = small.post(slow);
+      const second = small.post(slow);
+      await new Promise((r) => setTimeout(r, 300));
+      const third = await small.post({ language: 'python3', code: 'print(3)' });
+      expect(third.status).toBe(503);
+      expect(third.body).toEqual({ code: -503, message: 'Too many requests', data: null });
+      expect((await first).body.data?.stdout).toBe('slow\n');
+      expect((await second).body.data?.stdout).toBe('slow\n');
+      expect((await small.run('python3', 'print(4)')).stdout).toBe('4\n');
+    } finally {
+      await small.close();
+    }
+  });
+});

@@ -1,0 +1,120 @@
+// The launcher on its own, and the runner when the sandbox cannot be set up: fail closed.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { NATIVE_BUILD, POLICY_SOURCE } from '../../runner/src/paths.js';
+import { startTestRunner } from '../support/runner.js';
+
+const LAUNCHER = path.join(NATIVE_BUILD, 'sandbox-launcher');
+
+const AS_ROOT = process.getuid?.() === 0;
+
+function launch(
+  policyDir: string,
+  policy: string,
+  code: string,
+  {
+    workdir = path.join(mkdtempSync(path.join(os.tmpdir(), 'sbp-launcher-')), 'run'),
+    ids = AS_ROOT,
+  } = {},
+) {
+  const idArgs = ids ? ['--uid', '60999', '--gid', '60999'] : [];
+  return spawnSync(
+    LAUNCHER,
+    [
+      '--policy-dir',
+      policyDir,
+      '--policy',
+      policy,
+      '--workdir',
+      workdir,
+      ...idArgs,
+      '--',
+      '/usr/bin/python3',
+      '-I',
+      '-c',
+      code,
+    ],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe', 'pipe'] },
+  );
+}
+
+function policyCopy(extraPolicy?: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'sbp-policies-'));
+  for (const name of readdirSync(POLICY_SOURCE))
+    copyFileSync(path.join(POLICY_SOURCE, name), path.join(dir, name));
+  if (extraPolicy !== undefined) writeFileSync(path.join(dir, 'broken.policy'), extraPolicy);
+  return dir;
+}
+
+describe('sandbox-launcher', () => {
+  it('runs the interpreter with its own uid, gid 0 gone and no groups', () => {
+    const r = launch(
+      POLICY_SOURCE,
+      'python3',
+      'import os; print(os.getuid(), os.getgid(), os.getgroups(), os.getcwd())',
+    );
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const [uid, gid, groups] = r.stdout.trim().split(' ');
+    if (AS_ROOT) {
+      expect(uid).toBe('60999');
+      expect(gid).toBe('60999');
+    }
+    expect(groups).toBe('[]');
+  });
+
+  it.each([
+    [
+      'an unknown syscall',
+      'include python3\nallow no_such_syscall\n',
+      /unknown syscall 'no_such_syscall'/,
+    ],
+    ['an unknown statement', 'include python3\npermit read\n', /unknown statement 'permit'/],
+    ['a bad condition', 'include python3\nallow ioctl if a9 == 1\n', /bad condition/],
+    ['a missing include', 'include nothing_here\n', /open .*nothing_here\.policy/],
+  ])('refuses to run anything with %s in the policy', (_what, text, message) => {
+    const r = launch(policyCopy(text), 'broken', 'print("ran")');
+    expect(r.status).toBe(125);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^sandbox-launcher: seccomp policy: /);
+    expect(r.stderr).toMatch(message);
+  });
+
+  it('refuses to reuse an existing working directory', () => {
+    const workdir = path.join(mkdtempSync(path.join(os.tmpdir(), 'sbp-launcher-')), 'run');
+    mkdirSync(workdir);
+    const r = launch(POLICY_SOURCE, 'python3', 'print(1)', { workdir });
+    expect(r.status).toBe(125);
+    expect(r.stderr).toMatch(/^sandbox-launcher: workdir: mkdir .*File exists/);
+  });
+
+  it.runIf(AS_ROOT)('as root, refuses to run without a uid to drop to', () => {
+    const r = launch(POLICY_SOURCE, 'python3', 'print(1)', { ids: false });
+    expect(r.status).toBe(125);
+    expect(r.stderr).toMatch(/^sandbox-launcher: privileges: running as root requires/);
+  });
+});
+
+describe('runner with a sandbox that cannot be set up', () => {
+  it('is not ready, says why, and refuses runs instead of running them unconfined', async () => {
+    const t = await startTestRunner({ ALLOWED_SYSCALLS: 'no_such_syscall' });
+    try {
+      const ready = await fetch(`${t.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { reason: string }).reason).toMatch(
+        /unknown syscall 'no_such_syscall'/,
+      );
+      const { status, body } = await t.post({ language: 'python3', code: 'print("unconfined")' });
+      expect(status).toBe(503);
+      expect(body.code).toBe(-503);
+      expect(body.message).toMatch(/^sandbox not ready: /);
+      const metrics = await (await fetch(`${t.url}/metrics`)).text();
+      expect(metrics).toMatch(/^sandbox_ready 0$/m);
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The one command that passes all tests on a fresh Debian 12 machine (as root): installs and
+# starts whatever the tests need, builds, lints, then runs every test. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash runner/setup-host.sh
+npm ci --no-audit --no-fund
+npm run build
+npm run lint
+npx vitest run

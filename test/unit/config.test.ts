@@ -1,0 +1,97 @@
+// Configuration: compat names, YAML under env, one clear error per bad key, docs in sync.
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, renderConfigTable } from '../../runner/src/config.js';
+
+const yamlFile = (text: string) => {
+  const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'sbp-config-')), 'config.yaml');
+  writeFileSync(file, text);
+  return file;
+};
+
+describe('loadConfig', () => {
+  it('has the documented defaults', () => {
+    const c = loadConfig({ env: { API_KEY: 'k' }, configPath: null });
+    expect(c).toMatchObject({
+      port: 8194,
+      host: '0.0.0.0',
+      workerTimeoutSeconds: 15,
+      maxRequests: 50,
+      enableNetwork: true,
+      enablePreload: true,
+      memoryMiB: 256,
+      maxOutputBytes: 4194304,
+    });
+    expect(c.maxWorkers).toBe(os.availableParallelism());
+  });
+
+  it("reads DifySandbox's config.yaml keys, and env overrides them", () => {
+    const file = yamlFile(
+      'app:\n  port: 9000\n  key: from-yaml\nmax_workers: 3\nmax_requests: 7\nworker_timeout: 5\nenable_network: false\nproxy:\n  http: http://proxy:3128\nallowed_syscalls: [mbind, 237]\n',
+    );
+    const c = loadConfig({ env: { MAX_WORKERS: '2' }, configPath: file });
+    expect(c).toMatchObject({
+      port: 9000,
+      apiKey: 'from-yaml',
+      maxWorkers: 2,
+      maxRequests: 7,
+      workerTimeoutSeconds: 5,
+      enableNetwork: false,
+      httpProxy: 'http://proxy:3128',
+      allowedSyscalls: ['mbind', '237'],
+    });
+  });
+
+  it.each([
+    [{ SANDBOX_PORT: 'eighty' }, /^SANDBOX_PORT: expected a whole number/],
+    [{ SANDBOX_PORT: '70000' }, /^SANDBOX_PORT: 70000 is out of range/],
+    [{ ENABLE_NETWORK: 'maybe' }, /^ENABLE_NETWORK: expected true or false/],
+    [{ MAX_WORKERS: '8', MAX_REQUESTS: '4' }, /^MAX_REQUESTS: 4 is below MAX_WORKERS/],
+    [{ HTTP_PROXY: 'not a url' }, /^HTTP_PROXY: not a URL/],
+    [{ SANDBOX_LANDLOCK: 'sometimes' }, /^SANDBOX_LANDLOCK: expected one of required, optional/],
+    [{ ALLOWED_SYSCALLS: 'read;rm -rf' }, /^ALLOWED_SYSCALLS: /],
+  ])('rejects %o with a message naming the key', (env, message) => {
+    expect(() => loadConfig({ env: { API_KEY: 'k', ...env }, configPath: null })).toThrow(
+      ConfigError,
+    );
+    expect(() => loadConfig({ env: { API_KEY: 'k', ...env }, configPath: null })).toThrow(message);
+  });
+
+  it('names the YAML key when the file is wrong', () => {
+    const file = yamlFile('max_workers: lots\n');
+    expect(() => loadConfig({ env: { API_KEY: 'k' }, configPath: file })).toThrow(
+      /config\.yaml: max_workers: expected a whole number/,
+    );
+    expect(() => loadConfig({ env: {}, configPath: yamlFile(': : :\n  - [') })).toThrow(
+      /^config file /,
+    );
+  });
+
+  it('requires API_KEY unless bound to loopback, where it defaults with a flag', () => {
+    expect(() => loadConfig({ env: {}, configPath: null })).toThrow(
+      /^API_KEY: required when listening on 0\.0\.0\.0/,
+    );
+    const local = loadConfig({ env: { SANDBOX_HOST: '127.0.0.1' }, configPath: null });
+    expect(local.apiKey).toBe('dify-sandbox');
+    expect(local.apiKeyDefaulted).toBe(true);
+  });
+
+  it('an explicitly named config file must exist', () => {
+    expect(() =>
+      loadConfig({ env: { API_KEY: 'k' }, configPath: '/nonexistent/config.yaml' }),
+    ).toThrow(/ENOENT/);
+  });
+});
+
+describe('README', () => {
+  it('shows the configuration table rendered from SETTINGS', () => {
+    const readme = readFileSync(path.join(import.meta.dirname, '../../README.md'), 'utf8');
+    const between = /<!-- config-table:start -->\n([\s\S]*?)\n<!-- config-table:end -->/.exec(
+      readme,
+    );
+    expect(between, 'README.md lacks the config-table markers').not.toBeNull();
+    expect(between![1], 'run `npm run docs` to refresh the README').toBe(renderConfigTable());
+  });
+});
