@@ -8,4 +8,8 @@ bash runner/setup-host.sh
 npm ci --no-audit --no-fund
 npm run build
 npm run lint
-npx vitest run
+results=$(mktemp)
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile.json="$results" || status=$?
+node test/summary.mjs "$results" || status=1
+exit "$status"

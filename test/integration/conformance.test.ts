@@ -60,6 +60,37 @@ describe('python3', () => {
   });
 });
 
+describe('python3 libraries and preload', () => {
+  it('imports jinja2, requests and httpx', async () => {
+    const data = await t.run(
+      'python3',
+      'import jinja2, requests, httpx\nprint(jinja2.__name__, requests.__name__, httpx.__name__)',
+    );
+    expect(data).toEqual({
+      stdout: 'jinja2 requests httpx\n',
+      stderr: '',
+      error: '',
+      exit_code: 0,
+    });
+  });
+
+  it('runs preload first, in the same namespace, inside the sandbox', async () => {
+    const preload =
+      'import os\nPRELOADED = os.getuid()\ntry:\n    open("/etc/shadow").read()\n    SHADOW = "read"\nexcept PermissionError:\n    SHADOW = "denied"';
+    const data = await t.run('python3', 'print(PRELOADED != 0, SHADOW)', { preload });
+    expect(data.stdout).toBe('True denied\n');
+  });
+
+  it('a failing preload fails the run with its traceback', async () => {
+    const data = await t.run('python3', 'print("not reached")', {
+      preload: 'raise RuntimeError("preload broke")',
+    });
+    expect(data.exit_code).toBe(1);
+    expect(data.stdout).toBe('');
+    expect(data.error).toContain('RuntimeError: preload broke');
+  });
+});
+
 describe('nodejs', () => {
   it('console.log', async () => {
     const data = await t.run('nodejs', 'console.log("Hello World")');
