@@ -81,8 +81,8 @@ export class Runtime {
     for (const name of await fs.readdir(BOOTSTRAP_SOURCE))
       await fs.copyFile(path.join(BOOTSTRAP_SOURCE, name), path.join(this.runtimeDir, name));
     await fs.copyFile(
-      path.join(NATIVE_BUILD, 'libsandbox-sigsys.so'),
-      path.join(this.runtimeDir, 'libsandbox-sigsys.so'),
+      path.join(NATIVE_BUILD, 'libsandbox.so'),
+      path.join(this.runtimeDir, 'libsandbox.so'),
     );
     for (const name of await fs.readdir(this.runtimeDir, { recursive: true }))
       await fs.chmod(path.join(this.runtimeDir, name), name.includes('.') ? 0o644 : 0o755);
@@ -157,7 +157,7 @@ export class Runtime {
       '--read', this.runtimeDir,
       '--read', this.prefixes.get(req.language) ?? '/usr',
       '--landlock', config.landlock,
-      '--env', `LD_PRELOAD=${path.join(this.runtimeDir, 'libsandbox-sigsys.so')}`,
+      '--env', `LD_PRELOAD=${path.join(this.runtimeDir, 'libsandbox.so')}`,
     ]; // prettier-ignore
     if (this.asRoot) {
       const id = String(config.uidBase + req.slot);

@@ -1,0 +1,49 @@
+/* The isolation sequence shared by the launcher (which then execs the interpreter) and
+ * libsandbox.so (which applies it inside an already running, freshly forked interpreter). */
+#ifndef SANDBOX_SANDBOX_H
+#define SANDBOX_SANDBOX_H
+
+#include <sys/resource.h>
+
+#define SANDBOX_SETUP_FAILED 125
+/* Descriptor 3 carries reports to the runner: "ready", "sys NNN" for a trapped syscall,
+ * "eperm"/"memory" from the bootstraps, and the launcher's own failure line. */
+#define SANDBOX_REPORT_FD 3
+/* The interpreter stays open here until execveat(). It is above the RLIMIT_NOFILE hard limit
+ * set by the sequence, so after exec no code can create a descriptor with this number again:
+ * the seccomp rule allowing execveat() on it alone can then never match. */
+#define SANDBOX_EXEC_FD 1000
+#define SANDBOX_MAX_LIST 64
+
+struct sandbox_options {
+  const char *policy_dir;
+  const char *policies[8];
+  int n_policies;
+  const char *workdir;
+  long uid, gid;
+  rlim_t memory_bytes, cpu_seconds, file_bytes, open_files, processes;
+  const char *read[SANDBOX_MAX_LIST];
+  int n_read;
+  const char *env[SANDBOX_MAX_LIST];
+  int n_env;
+  int network;
+  int landlock_required;
+  char **argv; /* the interpreter and its arguments, after "--" (launcher only) */
+};
+
+/* The step being taken, for error messages. */
+extern const char *sandbox_step;
+
+/* Ends the process with SANDBOX_SETUP_FAILED and "sandbox-launcher: STEP: MESSAGE" on stderr
+ * and on the report descriptor. Nothing of the user's has run when this is called. */
+__attribute__((noreturn, format(printf, 1, 2))) void sandbox_die(const char *fmt, ...);
+
+/* Parses the launcher's options; WANT_INTERPRETER: "-- INTERPRETER [ARG]..." must follow. */
+void sandbox_parse_args(int argc, char **argv, struct sandbox_options *o, int want_interpreter);
+
+/* Applies every layer to the calling (single-threaded) process, in order. EXEC_FD >= 0 is the
+ * only program that may still be executed, once; with -1 nothing can ever be executed. Returns
+ * the scrubbed environment (also installed as the process environment). Dies on any failure. */
+char **sandbox_apply(const struct sandbox_options *o, int exec_fd);
+
+#endif
