@@ -1,6 +1,6 @@
 // Runs inside the sandbox: the launcher applied every layer before this interpreter started.
-// Reads one request ({"code", "preload"}) from stdin and runs the preload and then the code
-// the way `node file.js` would (a CommonJS module in sloppy mode), reporting to the runner on
+// Reports "ready", reads one request ({"code", "preload"}) from stdin, runs the preload and then
+// the code the way `node file.js` would (a CommonJS module in sloppy mode), and reports on
 // descriptor 3 why it failed, if it did.
 'use strict';
 const fs = require('node:fs');
@@ -41,6 +41,7 @@ function run(source, name) {
   fn.call(mod.exports, mod.exports, createRequire(filename), mod, filename, process.cwd());
 }
 
+report('ready');
 const request = JSON.parse(fs.readFileSync(0, 'utf8'));
 if (request.preload) run(request.preload, 'preload.js');
 run(request.code, 'code.js');

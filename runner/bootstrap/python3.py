@@ -1,6 +1,7 @@
-# Runs inside the sandbox: the launcher applied every layer before this interpreter started.
-# Reads one request ({"code", "preload"}) from stdin, runs the preload and then the code as
-# the __main__ module, and reports to the runner on descriptor 3 why it failed, if it did.
+# Runs inside the sandbox: every layer is applied before main() is called (by the launcher
+# before this interpreter started, or by sandbox_enter() in a child of the zygote). Reports
+# "ready", reads one request ({"code", "preload"}) from stdin, runs the preload and then the
+# code as the __main__ module, and reports on descriptor 3 why it failed, if it did.
 import errno
 import json
 import linecache
@@ -48,6 +49,7 @@ def print_user_traceback(exc):
 
 
 def main():
+    report("ready")
     request = json.loads(sys.stdin.buffer.read())
     module = types.ModuleType("__main__")
     module.__builtins__ = __builtins__
@@ -67,4 +69,5 @@ def main():
         sys.exit(1)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -35,6 +35,9 @@ export interface RunnerConfig {
   workDir: string;
   uidBase: number;
   landlock: 'required' | 'optional';
+  warmPython3: number;
+  warmNodejs: number;
+  pythonZygote: boolean;
   logLevel: string;
 }
 
@@ -275,6 +278,34 @@ export const SETTINGS: readonly Setting[] = [
     default: 'required',
     choices: ['required', 'optional'],
     doc: 'whether a kernel without Landlock stops the runner (`required`) or is only reported',
+  },
+  {
+    key: 'warmPython3',
+    env: 'SANDBOX_WARM_PYTHON3',
+    yaml: 'warm_pool.python3',
+    kind: 'int',
+    default: '4',
+    min: 0,
+    max: 256,
+    doc: 'python3 interpreters kept started, confined and waiting for a run (0: start one per run)',
+  },
+  {
+    key: 'warmNodejs',
+    env: 'SANDBOX_WARM_NODEJS',
+    yaml: 'warm_pool.nodejs',
+    kind: 'int',
+    default: '2',
+    min: 0,
+    max: 256,
+    doc: 'Node.js interpreters kept started, confined and waiting for a run (0: start one per run)',
+  },
+  {
+    key: 'pythonZygote',
+    env: 'SANDBOX_PYTHON_ZYGOTE',
+    yaml: 'python_zygote',
+    kind: 'bool',
+    default: 'true',
+    doc: 'fork python3 interpreters from a zygote that has pre-imported json, base64 and jinja2 (every layer is applied in the child); false: start each through the launcher',
   },
   {
     key: 'logLevel',

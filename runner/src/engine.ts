@@ -1,16 +1,10 @@
 // Admission and scheduling: at most MAX_WORKERS runs execute, at most MAX_REQUESTS are
-// executing or queued; each executing run holds a worker slot, which gives it its own uid.
+// executing or queued (beyond that: Busy, HTTP 503). Each run gets a fresh sandboxed process.
 import type { Logger } from 'pino';
-import type { Language } from './config.js';
+import { runRequest, type ExecutionRequest, type ExecutionResult } from './execution.js';
 import type { RunnerMetrics } from './metrics.js';
-import { execute, type ExecutionResult, type Runtime } from './sandbox.js';
-
-export interface RunRequest {
-  language: Language;
-  code: string;
-  preload: string;
-  network: boolean;
-}
+import type { Sandboxes } from './pool.js';
+import type { Runtime } from './runtime.js';
 
 export class Busy extends Error {
   override name = 'Busy';
@@ -18,30 +12,30 @@ export class Busy extends Error {
 
 export class Engine {
   private admitted = 0;
-  private readonly freeSlots: number[];
-  private readonly waiting: Array<(slot: number) => void> = [];
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
 
   constructor(
     private readonly runtime: Runtime,
+    private readonly sandboxes: Sandboxes,
     private readonly metrics: RunnerMetrics,
-  ) {
-    this.freeSlots = Array.from({ length: runtime.config.maxWorkers }, (_, i) => i);
-  }
+  ) {}
 
   /** Runs the request, or throws Busy when MAX_REQUESTS runs are already admitted. */
-  async run(req: RunRequest, log: Logger): Promise<ExecutionResult> {
+  async run(req: ExecutionRequest, log: Logger): Promise<ExecutionResult> {
     if (this.admitted >= this.runtime.config.maxRequests) {
       this.metrics.rejected.inc();
       throw new Busy('Too many requests');
     }
     this.admitted++;
     const queuedAt = process.hrtime.bigint();
-    const slot = await this.acquire();
+    await this.acquireWorker();
     const startedAt = process.hrtime.bigint();
     this.metrics.queueWait.observe(Number(startedAt - queuedAt) / 1e9);
     this.metrics.inFlight.inc();
     try {
-      const result = await execute(this.runtime, { ...req, slot });
+      const proc = this.sandboxes.acquire(req.language, req.network);
+      const result = await runRequest(this.runtime, proc, req);
       const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
       this.metrics.duration.observe({ language: req.language }, seconds);
       this.metrics.executions.inc({ language: req.language, outcome: result.outcome });
@@ -58,24 +52,26 @@ export class Engine {
       return result;
     } finally {
       this.metrics.inFlight.dec();
-      this.release(slot);
+      this.releaseWorker();
       this.admitted--;
     }
   }
 
-  private acquire(): Promise<number> {
-    const slot = this.freeSlots.pop();
-    if (slot !== undefined) return Promise.resolve(slot);
+  private acquireWorker(): Promise<void> {
+    if (this.running < this.runtime.config.maxWorkers) {
+      this.running++;
+      return Promise.resolve();
+    }
     this.metrics.queued.inc();
-    return new Promise((resolve) => this.waiting.push(resolve)).then((s) => {
+    return new Promise<void>((resolve) => this.waiting.push(resolve)).then(() => {
       this.metrics.queued.dec();
-      return s as number;
     });
   }
 
-  private release(slot: number): void {
+  private releaseWorker(): void {
     const next = this.waiting.shift();
-    if (next !== undefined) next(slot);
-    else this.freeSlots.push(slot);
+    if (next !== undefined)
+      next(); // the worker passes straight to the next run
+    else this.running--;
   }
 }

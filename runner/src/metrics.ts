@@ -48,6 +48,32 @@ export class RunnerMetrics {
     registers: [this.registry],
   });
 
+  readonly poolReady = new Gauge({
+    name: 'sandbox_pool_ready',
+    help: 'Warm interpreters confined and waiting for a run, by language.',
+    labelNames: ['language'] as const,
+    registers: [this.registry],
+  });
+  readonly poolHits = new Counter({
+    name: 'sandbox_pool_hits_total',
+    help: 'Runs served by a warm interpreter, by language.',
+    labelNames: ['language'] as const,
+    registers: [this.registry],
+  });
+  readonly poolMisses = new Counter({
+    name: 'sandbox_pool_misses_total',
+    help: 'Runs that had to start their interpreter (pool empty, disabled, or another network mode), by language.',
+    labelNames: ['language'] as const,
+    registers: [this.registry],
+  });
+  readonly poolSpawnSeconds = new Histogram({
+    name: 'sandbox_pool_spawn_seconds',
+    help: 'Time from starting a warm interpreter to its "ready" from inside the sandbox, by language.',
+    labelNames: ['language'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry });
   }

@@ -9,7 +9,8 @@ import { Engine } from './engine.js';
 import { createApp, type Readiness } from './http.js';
 import { RunnerMetrics } from './metrics.js';
 import { NATIVE_BUILD } from './paths.js';
-import { Runtime, execute } from './sandbox.js';
+import { Sandboxes } from './pool.js';
+import { Runtime } from './runtime.js';
 
 /** Code that must print "ok": it runs through every layer and checks that a socket is refused. */
 const SELF_TESTS = {
@@ -30,15 +31,12 @@ const SELF_TESTS = {
 } as const;
 
 /** Proves at start-up that a run really gets the sandbox: fails closed otherwise. */
-async function selfTest(runtime: Runtime): Promise<string | undefined> {
+async function selfTest(engine: Engine, logger: Logger): Promise<string | undefined> {
   for (const language of ['python3', 'nodejs'] as const) {
-    const result = await execute(runtime, {
-      language,
-      code: SELF_TESTS[language],
-      preload: '',
-      network: false,
-      slot: 0,
-    });
+    const result = await engine.run(
+      { language, code: SELF_TESTS[language], preload: '', network: false },
+      logger.child({ reqId: 'self-test' }),
+    );
     if (result.stdout !== 'ok\n')
       return `self-test of ${language} failed: ${(result.error || result.stdout).trim().split('\n')[0]}`;
   }
@@ -63,7 +61,8 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   const runtime = new Runtime(config);
   await runtime.prepare();
   const readiness: Readiness = { ready: false, reason: 'self-test has not run yet' };
-  const engine = new Engine(runtime, metrics);
+  const sandboxes = new Sandboxes(runtime, metrics, logger);
+  const engine = new Engine(runtime, sandboxes, metrics);
   const app = createApp({ config, engine, metrics, logger, readiness });
 
   const abi = await landlockAbi();
@@ -77,7 +76,9 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       'API_KEY is not set: using the default key "dify-sandbox" (allowed on loopback only)',
     );
 
-  const failure = await selfTest(runtime);
+  // Ready only once the warm pools are filled.
+  await sandboxes.start();
+  const failure = await selfTest(engine, logger);
   if (failure !== undefined) {
     readiness.reason = failure;
     logger.error({ reason: failure }, 'sandbox self-test failed: runs are refused until restart');
@@ -102,10 +103,12 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   return {
     server,
     config,
-    close: () =>
-      new Promise<void>((resolve) => {
+    close: async () => {
+      await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
-      }),
+      });
+      await sandboxes.stop();
+    },
   };
 }

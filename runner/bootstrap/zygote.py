@@ -1,0 +1,157 @@
+# The Python zygote. Started by the runner outside the sandbox, with the runner's privileges;
+# never runs user code. It pre-imports what Dify's scripts use, then forks one child per
+# command read on stdin. A child connects its stdin (also its report channel), stdout and
+# stderr back to the runner, applies every sandbox layer through libsandbox.so's
+# sandbox_enter() (its own uid, directory, Landlock, seccomp, ...), and only then runs the
+# bootstrap, which reports "ready" and reads the user's code.
+#
+# Protocol. stdin, one JSON object a line: {"token", "args": [sandbox options], "env": {}}.
+# stdout, one JSON object a line: {"hello": true} once, {"forked": token, "pid": N},
+# {"exit": token, "code": N} (negative N: killed by that signal).
+import atexit
+import ctypes
+import importlib.util
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+
+# What Dify's code nodes and templates use, imported once here so children start with it.
+import base64  # noqa: F401
+import collections  # noqa: F401
+import datetime  # noqa: F401
+import decimal  # noqa: F401
+import hashlib  # noqa: F401
+import jinja2  # noqa: F401
+import jinja2.sandbox  # noqa: F401
+import math  # noqa: F401
+import random
+import re  # noqa: F401
+import time  # noqa: F401
+import typing  # noqa: F401
+import uuid  # noqa: F401
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOCKET_PATH = sys.argv[1]
+# Preloaded already (LD_PRELOAD); this only finds it.
+LIBRARY = ctypes.CDLL(os.path.join(HERE, "libsandbox.so"))
+LIBRARY.sandbox_enter.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
+
+spec = importlib.util.spec_from_file_location("sandbox_bootstrap", os.path.join(HERE, "python3.py"))
+bootstrap = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bootstrap)
+
+children = {}
+
+
+def emit(message):
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def reap():
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        token = children.pop(pid, None)
+        if token is not None:
+            emit({"exit": token, "code": os.waitstatus_to_exitcode(status)})
+
+
+def become_sandboxed(command, wakeup_fds):
+    """In the child: connect back, confine, then run the bootstrap. Never returns."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for fd in wakeup_fds:
+        os.close(fd)
+    token = command["token"]
+    for stream in (0, 1, 2):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(SOCKET_PATH)
+        s.sendall(f"{token} {stream}\n".encode())
+        fd = s.detach()
+        os.dup2(fd, stream)
+        if stream == 0:
+            os.dup2(fd, 3)  # the report descriptor shares the stdin connection
+        if fd > 3:
+            os.close(fd)
+    args = [b"sandbox"] + [a.encode() for a in command["args"]]
+    LIBRARY.sandbox_enter(len(args), (ctypes.c_char_p * len(args))(*args))
+    # sandbox_enter() replaced the C environment; make Python's view match it.
+    workdir = os.getcwd()
+    os.environ.clear()
+    os.environ.update(
+        {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
+    )
+    os.environ.update(command["env"])
+    # A child must not replay the zygote's random sequence (or a sibling's).
+    random.seed()
+    try:
+        bootstrap.main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    finish(code)
+
+
+def finish(code):
+    """Ends the child as the interpreter would, minus tearing down every module the zygote
+    imported (tens of milliseconds): non-daemon threads are joined, atexit handlers run,
+    output is flushed."""
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            code = code or 120  # as Python does when the final flush fails
+    os._exit(code & 0xFF)
+
+
+def main():
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    selector = selectors.DefaultSelector()
+    selector.register(0, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    emit({"hello": True})
+    pending = b""
+    while True:
+        for key, _ in selector.select():
+            if key.fd == wake_r:
+                os.read(wake_r, 4096)
+                reap()
+                continue
+            data = os.read(0, 65536)
+            if not data:
+                return  # the runner is gone; the children end on their own
+            pending += data
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                if not line.strip():
+                    continue
+                command = json.loads(line)
+                pid = os.fork()
+                if pid == 0:
+                    selector.close()
+                    become_sandboxed(command, (wake_r, wake_w))
+                children[pid] = command["token"]
+                emit({"forked": command["token"], "pid": pid})
+
+
+main()

@@ -1,0 +1,182 @@
+// One request in one sandboxed process: write the request, collect output within the caps,
+// enforce the wall-clock timeout, and explain how it ended in the words of api.md.
+import type { Language } from './config.js';
+import type { Exit, SandboxProcess } from './process.js';
+import type { Runtime } from './runtime.js';
+
+const LAUNCHER_FAILED = 125;
+
+export type Outcome =
+  | 'success'
+  | 'error' // the program failed on its own (non-zero exit, uncaught exception)
+  | 'denied' // the program failed on a syscall the policy refused
+  | 'timeout'
+  | 'memory_limit'
+  | 'cpu_limit'
+  | 'file_limit'
+  | 'output_limit'
+  | 'killed' // a signal, e.g. the dangerous set of the policy
+  | 'sandbox_error'; // the sandbox could not be set up: nothing of the user ran
+
+export interface ExecutionRequest {
+  language: Language;
+  code: string;
+  preload: string;
+  network: boolean;
+}
+
+export interface ExecutionResult {
+  stdout: string;
+  stderr: string;
+  /** '' when the program exited 0, else a reason line followed by stderr. */
+  error: string;
+  exitCode: number;
+  outcome: Outcome;
+  /** The syscall the policy refused, when that is why the program failed. */
+  deniedSyscall?: string;
+}
+
+/** Collects a stream up to a byte cap; reports when the cap is crossed. */
+class CappedBuffer {
+  private chunks: Buffer[] = [];
+  size = 0;
+  constructor(
+    private readonly cap: number,
+    private readonly onOverflow: () => void,
+  ) {}
+  push(chunk: Buffer): void {
+    const room = this.cap - this.size;
+    if (room <= 0) return;
+    if (chunk.length > room) {
+      this.chunks.push(chunk.subarray(0, room));
+      this.size = this.cap;
+      this.onOverflow();
+      return;
+    }
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+  }
+  text(): string {
+    // Invalid UTF-8 becomes U+FFFD: replaced, never dropped.
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+/**
+ * Runs REQ in PROC, a process that has not served a request, to its end; then removes its
+ * directory. Never throws for anything the program does.
+ */
+export async function runRequest(
+  runtime: Runtime,
+  proc: SandboxProcess,
+  req: ExecutionRequest,
+): Promise<ExecutionResult> {
+  const { config } = runtime;
+  let limitHit: Outcome | undefined;
+  const kill = (why: Outcome) => {
+    limitHit ??= why;
+    proc.kill();
+  };
+  const stdout = new CappedBuffer(config.maxOutputBytes, () => kill('output_limit'));
+  const stderr = new CappedBuffer(config.maxOutputBytes, () => kill('output_limit'));
+  // Before anything else: a process may end before it is ready, with output.
+  let timer: NodeJS.Timeout | undefined;
+  if (await proc.ready) {
+    const streams = proc.streams();
+    streams.stdout.on('data', (c: Buffer) => stdout.push(c)).resume();
+    streams.stderr.on('data', (c: Buffer) => stderr.push(c)).resume();
+    timer = setTimeout(() => kill('timeout'), config.workerTimeoutSeconds * 1000);
+    streams.stdin.end(JSON.stringify({ code: req.code, preload: req.preload }));
+  } else {
+    proc.kill();
+  }
+  const exit = await proc.ended;
+  clearTimeout(timer);
+  await runtime.release(proc.id);
+  const result = explain({
+    ...exit,
+    limitHit,
+    stderr: stderr.text(),
+    reports: proc.reportLog,
+    runtime,
+    network: req.network,
+  });
+  return { ...result, stdout: stdout.text() };
+}
+
+const NETWORK_SYSCALLS = new Set([
+  'socket',
+  'connect',
+  'bind',
+  'listen',
+  'accept',
+  'accept4',
+  'sendto',
+  'sendmsg',
+]);
+const PROCESS_SYSCALLS = new Set(['clone', 'clone3', 'fork', 'vfork', 'execve', 'execveat']);
+
+function denialHint(syscall: string, network: boolean): string {
+  if (NETWORK_SYSCALLS.has(syscall))
+    return network ? ' (this kind of socket is not allowed)' : ' (network is disabled)';
+  if (PROCESS_SYSCALLS.has(syscall)) return ' (starting processes is not allowed)';
+  return '';
+}
+
+interface Ending extends Exit {
+  limitHit: Outcome | undefined;
+  stderr: string;
+  reports: string[];
+  runtime: Runtime;
+  network: boolean;
+}
+
+function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
+  const { config } = e.runtime;
+  const lines = e.reports;
+  const launcherFailure = lines.find((l) => l.startsWith('sandbox-launcher: '));
+  const denied = lines
+    .filter((l) => l.startsWith('sys '))
+    .map((l) => e.runtime.syscallName(Number(l.slice(4))));
+  const lastDenied = denied.at(-1);
+  const fail = (outcome: Outcome, reason: string, exitCode = -1, deniedSyscall?: string) => ({
+    stderr: e.stderr,
+    error: `${reason}\n${e.stderr}`,
+    exitCode,
+    outcome,
+    ...(deniedSyscall !== undefined ? { deniedSyscall } : {}),
+  });
+
+  if (launcherFailure !== undefined && e.code === LAUNCHER_FAILED)
+    return {
+      ...fail('sandbox_error', `error: sandbox setup failed: ${launcherFailure.slice(18)}`),
+      stderr: '',
+    };
+  if (e.limitHit === 'timeout') return fail('timeout', 'error: timeout');
+  if (e.limitHit === 'output_limit') return fail('output_limit', 'error: output limit exceeded');
+  if (e.signal === 'SIGXCPU')
+    return fail('cpu_limit', `error: cpu time limit exceeded (${config.cpuSeconds} s)`);
+  if (e.signal === 'SIGXFSZ') return fail('file_limit', 'error: file size limit exceeded');
+  const memory = lines.includes('memory') || /JavaScript heap out of memory/.test(e.stderr);
+  if (memory) return fail('memory_limit', `error: memory limit exceeded (${config.memoryMiB} MiB)`);
+  if (e.signal === 'SIGSYS') {
+    const name = lastDenied ?? 'a forbidden system call';
+    return fail(
+      'killed',
+      `error: operation not permitted: ${name}${denialHint(name, e.network)} (killed)`,
+      -1,
+      lastDenied,
+    );
+  }
+  if (e.signal !== null) return fail('killed', `error: process killed by signal ${e.signal}`);
+  if (e.code === 0) return { stderr: e.stderr, error: '', exitCode: 0, outcome: 'success' };
+  const exitCode = e.code ?? -1;
+  if (lines.includes('eperm') && lastDenied !== undefined)
+    return fail(
+      'denied',
+      `error: operation not permitted: ${lastDenied}${denialHint(lastDenied, e.network)}`,
+      exitCode,
+      lastDenied,
+    );
+  return fail('error', `process exited with code ${exitCode}`, exitCode);
+}

@@ -1,0 +1,171 @@
+// Sandboxed interpreters started ahead of time, so that a request pays for its own code and not
+// for interpreter start-up. Every process in a pool is already confined (it reported "ready"
+// from inside the sandbox) and serves exactly one request.
+import type { Logger } from 'pino';
+import type { Language, RunnerConfig } from './config.js';
+import type { RunnerMetrics } from './metrics.js';
+import { Zygote, launch, type SandboxProcess } from './process.js';
+import type { Runtime } from './runtime.js';
+
+const MAX_BACKOFF_MS = 30_000;
+
+/** Keeps `size` processes of one kind starting or waiting; refills in the background. */
+class WarmPool {
+  private readonly entries: SandboxProcess[] = [];
+  private readyCount = 0;
+  private failures = 0;
+  private refillTimer?: NodeJS.Timeout;
+  private stopped = false;
+
+  constructor(
+    readonly language: Language,
+    private readonly size: number,
+    private readonly spawn: () => SandboxProcess,
+    private readonly runtime: Runtime,
+    private readonly metrics: RunnerMetrics,
+    private readonly log: Logger,
+  ) {}
+
+  /** Resolves once every slot of the pool holds a ready process (or none could start). */
+  async fill(): Promise<void> {
+    this.refill();
+    await Promise.all(this.entries.map((p) => p.ready));
+  }
+
+  /** The oldest process of the pool (ready, or about to be), or undefined when empty. */
+  take(): SandboxProcess | undefined {
+    const proc = this.entries.shift();
+    this.refill();
+    return proc;
+  }
+
+  private refill(): void {
+    if (this.stopped || this.refillTimer !== undefined) return;
+    while (this.entries.length < this.size) this.add();
+  }
+
+  private add(): void {
+    const started = process.hrtime.bigint();
+    const proc = this.spawn();
+    this.entries.push(proc);
+    let ready = false;
+    void proc.ready.then((ok) => {
+      if (!ok) return;
+      ready = true;
+      this.failures = 0;
+      this.readyCount++;
+      this.metrics.poolReady.set({ language: this.language }, this.readyCount);
+      this.metrics.poolSpawnSeconds.observe(
+        { language: this.language },
+        Number(process.hrtime.bigint() - started) / 1e9,
+      );
+    });
+    void proc.ended.then(() => {
+      if (ready) {
+        this.readyCount--;
+        this.metrics.poolReady.set({ language: this.language }, this.readyCount);
+      }
+      const i = this.entries.indexOf(proc);
+      if (i < 0) return; // taken: its run owns it now
+      // Died while waiting in the pool: clean up, and do not spin if starting keeps failing.
+      this.entries.splice(i, 1);
+      void this.runtime.release(proc.id);
+      if (!ready) this.failures++;
+      if (this.failures === 0) return this.refill();
+      const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** this.failures);
+      this.log.warn(
+        {
+          language: this.language,
+          failures: this.failures,
+          retryMs: delay,
+          reports: proc.reportLog.slice(-3),
+        },
+        'a warm interpreter failed to start',
+      );
+      this.refillTimer ??= setTimeout(() => {
+        this.refillTimer = undefined;
+        this.refill();
+      }, delay).unref();
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.refillTimer);
+    for (const proc of this.entries.splice(0)) proc.kill();
+  }
+}
+
+/** Where sandboxed processes come from: the warm pools, the zygote, or the launcher. */
+export class Sandboxes {
+  private zygote?: Zygote;
+  private readonly pools = new Map<Language, WarmPool>();
+  /** The network mode the pools are warmed for: what Dify's requests get under this config. */
+  private readonly pooledNetwork: boolean;
+
+  constructor(
+    private readonly runtime: Runtime,
+    private readonly metrics: RunnerMetrics,
+    private readonly log: Logger,
+  ) {
+    this.pooledNetwork = runtime.config.enableNetwork;
+  }
+
+  async start(): Promise<void> {
+    const config: RunnerConfig = this.runtime.config;
+    if (config.pythonZygote) {
+      const zygote = new Zygote(this.runtime, this.log);
+      try {
+        await zygote.start();
+        this.zygote = zygote;
+      } catch (err) {
+        // Slower, not less safe: python3 then starts through the launcher.
+        this.log.error(
+          { err },
+          'Python zygote unavailable: python3 interpreters start through the launcher',
+        );
+      }
+    }
+    for (const [language, size] of [
+      ['python3', config.warmPython3],
+      ['nodejs', config.warmNodejs],
+    ] as const) {
+      if (size === 0) continue;
+      this.pools.set(
+        language,
+        new WarmPool(
+          language,
+          size,
+          () => this.spawn(language, this.pooledNetwork),
+          this.runtime,
+          this.metrics,
+          this.log,
+        ),
+      );
+    }
+    await Promise.all([...this.pools.values()].map((p) => p.fill()));
+  }
+
+  /** A process for one run: a warm one when there is one, else a new one. */
+  acquire(language: Language, network: boolean): SandboxProcess {
+    const pool = network === this.pooledNetwork ? this.pools.get(language) : undefined;
+    const warm = pool?.take();
+    if (warm !== undefined) {
+      this.metrics.poolHits.inc({ language });
+      return warm;
+    }
+    this.metrics.poolMisses.inc({ language });
+    return this.spawn(language, network);
+  }
+
+  private spawn(language: Language, network: boolean): SandboxProcess {
+    const id = this.runtime.allocate(language, network);
+    if (language === 'python3' && this.zygote?.isAlive === true) return this.zygote.fork(id);
+    return launch(this.runtime, id);
+  }
+
+  async stop(): Promise<void> {
+    for (const pool of this.pools.values()) pool.stop();
+    await this.zygote?.stop();
+  }
+}

@@ -1,0 +1,328 @@
+// Sandboxed interpreter processes: started through the launcher, or forked from the Python
+// zygote. Either way a process is confined before it reads a byte of user code, reports
+// "ready" from inside the sandbox, serves exactly one request, and exits.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import { constants as osConstants } from 'node:os';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import { LAUNCHER, type Runtime, type SandboxIdentity } from './runtime.js';
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface Streams {
+  stdin: Writable;
+  stdout: Readable;
+  stderr: Readable;
+  /** Carries the sandbox's report lines: "ready", "sys NNN", "eperm", "memory", failures. */
+  reports: Readable;
+}
+
+/** One sandboxed interpreter, waiting for (or running) its single request. */
+export interface SandboxProcess {
+  readonly id: SandboxIdentity;
+  /** Report lines so far (bounded). */
+  readonly reportLog: string[];
+  /** The process's streams: true once it is confined and waiting; false if it ended first. */
+  readonly ready: Promise<boolean>;
+  /** Valid once `ready` resolved true. */
+  streams(): Streams;
+  /** Resolves when the process has exited and all of its output has been read. */
+  readonly ended: Promise<Exit>;
+  kill(): void;
+}
+
+const REPORT_LOG_LIMIT = 1000;
+
+/** Records report lines; resolves true at "ready", false when the stream closes first. */
+function watchReports(stream: Readable, log: string[]): Promise<boolean> {
+  return new Promise((resolve) => {
+    let rest = '';
+    stream.on('data', (chunk: Buffer) => {
+      const lines = (rest + chunk.toString('utf8')).split('\n');
+      rest = (lines.pop() ?? '').slice(0, 4096);
+      for (const line of lines) {
+        if (log.length < REPORT_LOG_LIMIT) log.push(line);
+        if (line === 'ready') resolve(true);
+      }
+    });
+    stream.on('close', () => resolve(false));
+    stream.on('error', () => resolve(false));
+    stream.resume(); // the zygote's connections arrive paused
+  });
+}
+
+/** Resolves when STREAM has closed; drains it, so that output nobody reads cannot hold it. */
+function closed(stream: Readable): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.destroyed || stream.closed) return resolve();
+    stream.once('close', () => resolve());
+    stream.resume();
+  });
+}
+
+function signalName(signo: number): NodeJS.Signals | null {
+  const entry = Object.entries(osConstants.signals).find(([, n]) => n === signo);
+  return entry === undefined ? null : (entry[0] as NodeJS.Signals);
+}
+
+/** Starts an interpreter through native/build/sandbox-launcher. */
+export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
+  const child: ChildProcess = spawn(
+    LAUNCHER,
+    [...runtime.sandboxArgs(id), '--', ...runtime.interpreterArgs(id.language)],
+    {
+      stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+      detached: true, // its own process group, so that a kill reaches everything of the run
+      env: {},
+    },
+  );
+  const streams: Streams = {
+    stdin: child.stdin!,
+    stdout: child.stdout!,
+    stderr: child.stderr!,
+    reports: child.stdio[3] as Readable,
+  };
+  streams.stdin.on('error', () => undefined); // EPIPE when it exits without reading: harmless
+  const reportLog: string[] = [];
+  const exit = new Promise<Exit>((resolve) => {
+    child.once('error', (err) => {
+      reportLog.push(`sandbox-launcher: spawn: ${err.message}`);
+      resolve({ code: 125, signal: null });
+    });
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return {
+    id,
+    reportLog,
+    ready: watchReports(streams.reports, reportLog),
+    streams: () => streams,
+    // Drained only after the exit: until then a run may still attach its collectors.
+    ended: exit.then(async (e) => {
+      await Promise.all([closed(streams.stdout), closed(streams.stderr), closed(streams.reports)]);
+      return e;
+    }),
+    kill() {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
+
+/** A child of the zygote, from the fork command until its exit. */
+class ZygoteChild implements SandboxProcess {
+  readonly reportLog: string[] = [];
+  readonly ready: Promise<boolean>;
+  readonly ended: Promise<Exit>;
+  pid: number | undefined;
+  exited!: (exit: Exit) => void;
+  private readonly sockets: Array<net.Socket | undefined> = [undefined, undefined, undefined];
+  private connected!: () => void;
+  private reported!: (ready: boolean) => void;
+
+  constructor(readonly id: SandboxIdentity) {
+    const exit = new Promise<Exit>((resolve) => (this.exited = resolve));
+    const connected = new Promise<void>((resolve) => (this.connected = resolve));
+    const reported = new Promise<boolean>((resolve) => (this.reported = resolve));
+    // Ready: all three connections are here and it said so from inside the sandbox.
+    this.ready = Promise.race([
+      Promise.all([connected, reported]).then(([, ok]) => ok),
+      exit.then(() => false),
+    ]);
+    this.ended = exit.then(async (e) => {
+      // The zygote may tell of the exit before the runner has accepted the child's
+      // connections (they carry the reason of a failure): give them a moment.
+      await Promise.race([connected, new Promise((r) => setTimeout(r, 1000).unref())]);
+      await Promise.all(this.sockets.map((s) => (s === undefined ? undefined : closed(s))));
+      return e;
+    });
+  }
+
+  /** Attaches connection STREAM (0: stdin and reports, 1: stdout, 2: stderr). */
+  attach(stream: number, socket: net.Socket): boolean {
+    if (!(stream >= 0 && stream <= 2) || this.sockets[stream] !== undefined) return false;
+    this.sockets[stream] = socket;
+    if (stream === 0) void watchReports(socket, this.reportLog).then(this.reported);
+    if (this.sockets.every((s) => s !== undefined)) this.connected();
+    return true;
+  }
+
+  streams(): Streams {
+    const [control, stdout, stderr] = this.sockets as net.Socket[];
+    return { stdin: control!, stdout: stdout!, stderr: stderr!, reports: control! };
+  }
+
+  kill(): void {
+    try {
+      if (this.pid !== undefined) process.kill(this.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/**
+ * The Python zygote (runner/bootstrap/zygote.py): a Python process that has pre-imported what
+ * Dify's scripts use and forks one child per sandboxed process. It runs outside the sandbox,
+ * with the runner's privileges, and never runs user code. Each child connects its stdin (also
+ * its report channel), stdout and stderr back to the runner's socket, applies every layer
+ * through libsandbox.so's sandbox_enter(), reports "ready", and only then reads user code.
+ */
+export class Zygote {
+  private process?: ChildProcess;
+  private server?: net.Server;
+  private readonly socketPath: string;
+  private readonly children = new Map<string, ZygoteChild>();
+  private alive = false;
+  private stopping = false;
+
+  constructor(
+    private readonly runtime: Runtime,
+    private readonly log: Logger,
+  ) {
+    this.socketPath = path.join(runtime.runtimeDir, 'zygote.sock');
+  }
+
+  get isAlive(): boolean {
+    return this.alive;
+  }
+
+  /** Starts the socket server and the zygote; resolves once the zygote said hello. */
+  async start(): Promise<void> {
+    await fs.rm(this.socketPath, { force: true });
+    const server = net.createServer((socket) => this.accept(socket));
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.socketPath, () => resolve());
+    });
+    // Only the runner's user (and root) may connect.
+    await fs.chmod(this.socketPath, 0o600);
+
+    const { runtime } = this;
+    const child = spawn(
+      runtime.config.pythonPath,
+      ['-I', '-B', '-X', 'utf8', path.join(runtime.runtimeDir, 'zygote.py'), this.socketPath],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        env: { LD_PRELOAD: runtime.library, SANDBOX_ZYGOTE: '1', LANG: 'C.UTF-8' },
+      },
+    );
+    this.process = child;
+    child.stdin!.on('error', () => undefined);
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString('utf8')).slice(-4000);
+    });
+    let rest = '';
+    const hello = new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (chunk: Buffer) => {
+        const lines = (rest + chunk.toString('utf8')).split('\n');
+        rest = lines.pop() ?? '';
+        for (const line of lines) if (line !== '') this.onMessage(line, resolve);
+      });
+      child.once('exit', (code, signal) => {
+        this.alive = false;
+        const why = stderr.trim().split('\n').at(-1) ?? '';
+        if (!this.stopping)
+          this.log.error({ code, signal, stderr: stderr.trim() }, 'the Python zygote exited');
+        reject(new Error(`the Python zygote exited (${code ?? signal}): ${why}`));
+        for (const c of this.children.values()) c.exited({ code: 125, signal: null });
+        this.children.clear();
+      });
+    });
+    const timeout = new Promise<never>((_, reject) =>
+      setTimeout(
+        () => reject(new Error('the Python zygote did not start within 30 s')),
+        30_000,
+      ).unref(),
+    );
+    await Promise.race([hello, timeout]);
+  }
+
+  private onMessage(line: string, hello: () => void): void {
+    let msg: { hello?: boolean; forked?: string; pid?: number; exit?: string; code?: number };
+    try {
+      msg = JSON.parse(line) as typeof msg;
+    } catch {
+      this.log.warn({ line }, 'unreadable message from the Python zygote');
+      return;
+    }
+    if (msg.hello === true) {
+      this.alive = true;
+      hello();
+    } else if (msg.forked !== undefined) {
+      const c = this.children.get(msg.forked);
+      if (c !== undefined) c.pid = msg.pid;
+    } else if (msg.exit !== undefined && typeof msg.code === 'number') {
+      const token = msg.exit;
+      const c = this.children.get(token);
+      if (c === undefined) return;
+      // Python's waitstatus_to_exitcode: negative for a signal.
+      c.exited(
+        msg.code >= 0
+          ? { code: msg.code, signal: null }
+          : { code: null, signal: signalName(-msg.code) },
+      );
+      // Late connections of an exited child are still accepted (they carry its last words).
+      void c.ended.then(() => this.children.delete(token));
+    }
+  }
+
+  /** A connection from a child: "<token> <stream>\n", then the stream itself. */
+  private accept(socket: net.Socket): void {
+    socket.on('error', () => socket.destroy());
+    let hello = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      hello = Buffer.concat([hello, chunk]);
+      const nl = hello.indexOf(10);
+      if (nl < 0) {
+        if (hello.length > 100) socket.destroy();
+        return;
+      }
+      socket.off('data', onData);
+      socket.pause();
+      const [token, stream] = hello.subarray(0, nl).toString('latin1').split(' ');
+      const child = token === undefined ? undefined : this.children.get(token);
+      if (child === undefined || !child.attach(Number(stream), socket)) {
+        socket.destroy();
+        return;
+      }
+      const rest = hello.subarray(nl + 1);
+      if (rest.length > 0) socket.unshift(rest);
+    };
+    socket.on('data', onData);
+  }
+
+  /** Forks a child that will become one sandboxed process. */
+  fork(id: SandboxIdentity): SandboxProcess {
+    const token = randomBytes(16).toString('hex');
+    const child = new ZygoteChild(id);
+    this.children.set(token, child);
+    const command = { token, args: this.runtime.sandboxArgs(id), env: this.runtime.programEnv(id) };
+    if (!this.alive || this.process?.stdin?.write(`${JSON.stringify(command)}\n`) === undefined) {
+      this.children.delete(token);
+      child.reportLog.push('sandbox-launcher: zygote: the Python zygote is not running');
+      child.exited({ code: 125, signal: null });
+    }
+    return child;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.alive = false;
+    this.process?.stdin?.end();
+    this.process?.kill('SIGTERM');
+    const server = this.server;
+    if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}

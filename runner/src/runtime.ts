@@ -1,0 +1,211 @@
+// The files sandboxed interpreters need, laid out once under the work directory, and the
+// arguments that tell the isolation sequence (launcher or libsandbox.so) what to apply.
+import { randomUUID } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Language, RunnerConfig } from './config.js';
+import { BOOTSTRAP_SOURCE, NATIVE_BUILD, POLICY_SOURCE } from './paths.js';
+
+export const LAUNCHER = path.join(NATIVE_BUILD, 'sandbox-launcher');
+
+/** What one sandboxed process is: its language, its network, its directory and identity. */
+export interface SandboxIdentity {
+  language: Language;
+  network: boolean;
+  workdir: string;
+  /** Its own uid (and gid) when the runner is root; undefined otherwise. */
+  uid: number | undefined;
+}
+
+/** Hands out uids so that no two live sandboxed processes share one (when root). */
+class UidPool {
+  private readonly free: number[];
+  constructor(base: number, size: number) {
+    this.free = Array.from({ length: size }, (_, i) => base + size - 1 - i);
+  }
+  take(): number {
+    const uid = this.free.pop();
+    if (uid === undefined)
+      throw new Error('no free sandbox uid: more live sandboxes than expected');
+    return uid;
+  }
+  give(uid: number): void {
+    this.free.push(uid);
+  }
+}
+
+export class Runtime {
+  readonly runtimeDir: string;
+  readonly runsDir: string;
+  readonly policyDir: string;
+  readonly library: string;
+  readonly asRoot = process.geteuid?.() === 0;
+  private readonly syscallNames = new Map<number, string>();
+  /** Per language, the installation prefix of its interpreter (readable in the sandbox). */
+  private readonly prefixes = new Map<Language, string>();
+  private readonly uids: UidPool;
+
+  constructor(readonly config: RunnerConfig) {
+    this.runtimeDir = path.join(config.workDir, 'runtime');
+    this.runsDir = path.join(config.workDir, 'runs');
+    this.policyDir = path.join(this.runtimeDir, 'policies');
+    this.library = path.join(this.runtimeDir, 'libsandbox.so');
+    // Live at once: the runs executing, the warm pools, and the ones being torn down.
+    const size = 2 * (config.maxWorkers + config.warmPython3 + config.warmNodejs) + 16;
+    this.uids = new UidPool(config.uidBase, size);
+  }
+
+  /** Creates the work directory layout; fails with a clear message when it is unsafe. */
+  async prepare(): Promise<void> {
+    const { workDir } = this.config;
+    await fs.mkdir(workDir, { recursive: true, mode: 0o711 });
+    const st = await fs.lstat(workDir);
+    if (!st.isDirectory() || st.uid !== process.geteuid?.())
+      throw new Error(`${workDir} must be a directory owned by the runner's user`);
+    await fs.chmod(workDir, 0o711);
+    await removeTree(this.runtimeDir);
+    await removeTree(this.runsDir);
+    await fs.mkdir(this.runsDir, { mode: 0o711 });
+    await fs.mkdir(this.policyDir, { recursive: true, mode: 0o755 });
+    await fs.chmod(this.runtimeDir, 0o755);
+
+    for (const name of await fs.readdir(POLICY_SOURCE))
+      if (name.endsWith('.policy'))
+        await fs.copyFile(path.join(POLICY_SOURCE, name), path.join(this.policyDir, name));
+    for (const name of await fs.readdir(BOOTSTRAP_SOURCE))
+      await fs.copyFile(path.join(BOOTSTRAP_SOURCE, name), path.join(this.runtimeDir, name));
+    await fs.copyFile(path.join(NATIVE_BUILD, 'libsandbox.so'), this.library);
+    for (const name of await fs.readdir(this.runtimeDir, { recursive: true }))
+      await fs.chmod(path.join(this.runtimeDir, name), name.includes('.') ? 0o644 : 0o755);
+
+    const table = JSON.parse(
+      await fs.readFile(path.join(NATIVE_BUILD, 'syscalls.json'), 'utf8'),
+    ) as Record<string, string>;
+    for (const [nr, name] of Object.entries(table)) this.syscallNames.set(Number(nr), name);
+    const extra = this.config.allowedSyscalls.map((s) => {
+      if (!/^\d+$/.test(s)) return s;
+      const name = this.syscallNames.get(Number(s));
+      if (name === undefined)
+        throw new Error(`ALLOWED_SYSCALLS: no syscall number ${s} on this machine`);
+      return name;
+    });
+    await fs.writeFile(
+      path.join(this.policyDir, 'extra.policy'),
+      `# ALLOWED_SYSCALLS from the runner's configuration\n${extra.length > 0 ? `allow ${extra.join(' ')}\n` : ''}`,
+      { mode: 0o644 },
+    );
+    await fs.access(LAUNCHER, fsConstants.X_OK).catch(() => {
+      throw new Error(`${LAUNCHER} is missing: run 'npm run build'`);
+    });
+    for (const [language, setting, file] of [
+      ['python3', 'PYTHON_PATH', this.config.pythonPath],
+      ['nodejs', 'NODEJS_PATH', this.config.nodejsPath],
+    ] as const) {
+      const real = await fs.realpath(file).catch(() => {
+        throw new Error(`${setting}: ${file} does not exist`);
+      });
+      this.prefixes.set(language, path.dirname(path.dirname(real)));
+    }
+  }
+
+  syscallName(nr: number): string {
+    return this.syscallNames.get(nr) ?? `syscall ${nr}`;
+  }
+
+  /** A fresh identity for one sandboxed process; give it back with release(). */
+  allocate(language: Language, network: boolean): SandboxIdentity {
+    return {
+      language,
+      network,
+      workdir: path.join(this.runsDir, randomUUID()),
+      uid: this.asRoot ? this.uids.take() : undefined,
+    };
+  }
+
+  /** Removes the process's directory and frees its uid; call once it has exited. */
+  async release(id: SandboxIdentity): Promise<void> {
+    await removeTree(id.workdir).catch(() => undefined);
+    if (id.uid !== undefined) this.uids.give(id.uid);
+  }
+
+  /** The interpreter command line for a process started through the launcher. */
+  interpreterArgs(language: Language): string[] {
+    const { config } = this;
+    if (language === 'python3')
+      return [
+        config.pythonPath,
+        '-I',
+        '-B',
+        '-X',
+        'utf8',
+        path.join(this.runtimeDir, 'python3.py'),
+      ];
+    // V8's heap limit below the memory limit, so that running out is a clean, named error.
+    const heapMiB = Math.max(16, Math.floor(config.memoryMiB * 0.75));
+    return [
+      config.nodejsPath,
+      `--max-old-space-size=${heapMiB}`,
+      '--no-addons',
+      path.join(this.runtimeDir, 'nodejs.cjs'),
+    ];
+  }
+
+  /** The environment a sandboxed program sees (besides PATH, HOME, TMPDIR and LANG). */
+  programEnv(id: SandboxIdentity): Record<string, string> {
+    const env: Record<string, string> = {};
+    if (!id.network) return env;
+    for (const [name, value] of [
+      ['HTTP_PROXY', this.config.httpProxy],
+      ['HTTPS_PROXY', this.config.httpsProxy],
+      ['NO_PROXY', this.config.noProxy],
+    ] as const) {
+      if (value === '') continue;
+      env[name] = value;
+      env[name.toLowerCase()] = value;
+    }
+    return env;
+  }
+
+  /** The options of the isolation sequence (the launcher's, without "-- INTERPRETER"). */
+  sandboxArgs(id: SandboxIdentity): string[] {
+    const { config } = this;
+    const args = [
+      '--policy-dir', this.policyDir,
+      '--policy', id.language,
+      '--policy', 'extra',
+      '--workdir', id.workdir,
+      '--memory-bytes', String(config.memoryMiB * 1024 * 1024),
+      '--cpu-seconds', String(config.cpuSeconds),
+      '--file-bytes', String(config.maxFileBytes),
+      '--open-files', String(config.maxOpenFiles),
+      '--processes', String(config.maxThreads),
+      '--read', this.runtimeDir,
+      '--read', this.prefixes.get(id.language) ?? '/usr',
+      '--landlock', config.landlock,
+      '--env', `LD_PRELOAD=${this.library}`,
+    ]; // prettier-ignore
+    if (id.uid !== undefined) args.push('--uid', String(id.uid), '--gid', String(id.uid));
+    if (id.network) args.push('--policy', 'network', '--network');
+    for (const [name, value] of Object.entries(this.programEnv(id)))
+      args.push('--env', `${name}=${value}`);
+    return args;
+  }
+}
+
+/** Removes a run directory even when the program left it unreadable for us (chmod 000). */
+export async function removeTree(dir: string): Promise<void> {
+  try {
+    await fs.rm(dir, { recursive: true, force: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+    await makeWritable(dir);
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function makeWritable(dir: string): Promise<void> {
+  await fs.chmod(dir, 0o700);
+  for (const entry of await fs.readdir(dir, { withFileTypes: true }))
+    if (entry.isDirectory()) await makeWritable(path.join(dir, entry.name));
+}
