@@ -49,9 +49,12 @@ exec 9>"${cache_root}/k8s-${K8S_VERSION}.lock"
 flock 9
 
 has_version() { # binary expected-substring args...
-  local bin="$1" want="$2"
+  local bin="$1" want="$2" out
   shift 2
-  [[ -x "$bin" ]] && "$bin" "$@" 2>/dev/null | grep -qF -- "$want"
+  [[ -x "$bin" ]] || return 1
+  # Capture first: `| grep -q` would stop reading early and, under pipefail, fail on SIGPIPE.
+  out="$("$bin" "$@" 2>/dev/null)" || return 1
+  [[ "$out" == *"$want"* ]]
 }
 cache_ok() {
   has_version "$bin_dir/kube-apiserver" "Kubernetes $K8S_VERSION" --version &&
