@@ -1,13 +1,34 @@
-import { configDefaults, defineConfig } from 'vitest/config';
+import { defineConfig } from 'vitest/config';
 
+// `npx vitest run` runs every project; `--project runner` or `--project k8s` runs one.
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    // These need the control plane: test/k8s/vitest.k8s.config.ts runs them with its global setup.
-    exclude: [...configDefaults.exclude, 'test/k8s/**', 'test/e2e/**'],
     testTimeout: 60_000,
     hookTimeout: 120_000,
-    // Tests start real runners and real processes; 2 cores do not profit from many workers.
+    // Tests start real runners, processes and a control plane; 2 cores gain nothing from more.
     maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'runner',
+          include: [
+            'test/unit/**/*.test.ts',
+            'test/integration/**/*.test.ts',
+            'test/security/**/*.test.ts',
+          ],
+        },
+      },
+      {
+        extends: true,
+        test: {
+          // Against a real kube-apiserver and controller manager (bash test/k8s/setup.sh).
+          name: 'k8s',
+          include: ['test/k8s/**/*.test.ts', 'test/e2e/**/*.test.ts'],
+          globalSetup: ['test/k8s/global-setup.ts'],
+          testTimeout: 120_000,
+        },
+      },
+    ],
   },
 });

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash runner/setup-host.sh
+bash test/k8s/setup.sh
 npm ci --no-audit --no-fund
 npm run build
 npm run lint

@@ -18,7 +18,7 @@ export function controlPlane(): ControlPlaneInfo {
   const info = inject('k8sControlPlane');
   if (!info) {
     throw new Error(
-      'no control plane: run these tests with `npx vitest run -c test/k8s/vitest.k8s.config.ts`',
+      'no control plane: run these tests with `npx vitest run --project k8s` (after `bash test/k8s/setup.sh`)',
     );
   }
   return info;
