@@ -41,6 +41,12 @@ function run(source, name) {
   fn.call(mod.exports, mod.exports, createRequire(filename), mod, filename, process.cwd());
 }
 
+// Pay for lazily initialised parts now, before "ready", not in the run: the stdio streams
+// and the compiler of the function wrapper.
+void process.stdout;
+void process.stderr;
+vm.compileFunction('return 0', ['exports', 'require', 'module', '__filename', '__dirname']);
+
 report('ready');
 const request = JSON.parse(fs.readFileSync(0, 'utf8'));
 if (request.preload) run(request.preload, 'preload.js');

@@ -5,11 +5,17 @@
 # sandbox_enter() (its own uid, directory, Landlock, seccomp, ...), and only then runs the
 # bootstrap, which reports "ready" and reads the user's code.
 #
-# Protocol. stdin, one JSON object a line: {"token", "args": [sandbox options], "env": {}}.
+# It also starts the other interpreters: for {"exec": [...]} a child connects back the same way
+# and then executes the launcher, which confines it and becomes the interpreter (a fork of
+# this small process is cheaper than the runner spawning one itself).
+#
+# Protocol. stdin, one JSON object a line: {"token", "args": [sandbox options], "env": {}} or
+# {"token", "exec": [launcher command line]}.
 # stdout, one JSON object a line: {"hello": true} once, {"forked": token, "pid": N},
 # {"exit": token, "code": N} (negative N: killed by that signal).
 import atexit
 import ctypes
+import gc
 import importlib.util
 import json
 import os
@@ -45,6 +51,11 @@ spec.loader.exec_module(bootstrap)
 
 children = {}
 
+# Everything imported so far is shared with the children copy-on-write; keep the collector
+# from touching (and so copying) it in every child.
+gc.collect()
+gc.freeze()
+
 
 def emit(message):
     sys.stdout.write(json.dumps(message) + "\n")
@@ -65,7 +76,8 @@ def reap():
 
 
 def become_sandboxed(command, wakeup_fds):
-    """In the child: connect back, confine, then run the bootstrap. Never returns."""
+    """In the child: connect back, confine, then run the bootstrap (or exec the launcher).
+    Never returns."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for fd in wakeup_fds:
@@ -81,6 +93,15 @@ def become_sandboxed(command, wakeup_fds):
             os.dup2(fd, 3)  # the report descriptor shares the stdin connection
         if fd > 3:
             os.close(fd)
+    if "exec" in command:
+        for fd in (0, 1, 2, 3):
+            os.set_inheritable(fd, True)  # dup2(3, 3) leaves a socket's close-on-exec in place
+        argv = command["exec"]
+        try:
+            os.execve(argv[0], argv, {})
+        except OSError as exc:
+            os.write(3, f"sandbox-launcher: exec: {argv[0]}: {exc.strerror}\n".encode())
+            os._exit(125)
     args = [b"sandbox"] + [a.encode() for a in command["args"]]
     LIBRARY.sandbox_enter(len(args), (ctypes.c_char_p * len(args))(*args))
     # sandbox_enter() replaced the C environment; make Python's view match it.

@@ -160,8 +160,8 @@ export class Sandboxes {
 
   private spawn(language: Language, network: boolean): SandboxProcess {
     const id = this.runtime.allocate(language, network);
-    if (language === 'python3' && this.zygote?.isAlive === true) return this.zygote.fork(id);
-    return launch(this.runtime, id);
+    if (this.zygote?.isAlive !== true) return launch(this.runtime, id);
+    return language === 'python3' ? this.zygote.fork(id) : this.zygote.launch(id);
   }
 
   async stop(): Promise<void> {

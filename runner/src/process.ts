@@ -72,17 +72,18 @@ function signalName(signo: number): NodeJS.Signals | null {
   return entry === undefined ? null : (entry[0] as NodeJS.Signals);
 }
 
-/** Starts an interpreter through native/build/sandbox-launcher. */
+function launcherCommand(runtime: Runtime, id: SandboxIdentity): string[] {
+  return [LAUNCHER, ...runtime.sandboxArgs(id), '--', ...runtime.interpreterArgs(id.language)];
+}
+
+/** Starts an interpreter through native/build/sandbox-launcher, spawned from the runner. */
 export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
-  const child: ChildProcess = spawn(
-    LAUNCHER,
-    [...runtime.sandboxArgs(id), '--', ...runtime.interpreterArgs(id.language)],
-    {
-      stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
-      detached: true, // its own process group, so that a kill reaches everything of the run
-      env: {},
-    },
-  );
+  const [command, ...args] = launcherCommand(runtime, id);
+  const child: ChildProcess = spawn(command!, args, {
+    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+    detached: true, // its own process group, so that a kill reaches everything of the run
+    env: {},
+  });
   const streams: Streams = {
     stdin: child.stdin!,
     stdout: child.stdout!,
@@ -303,12 +304,21 @@ export class Zygote {
     socket.on('data', onData);
   }
 
-  /** Forks a child that will become one sandboxed process. */
+  /** A Python child, confined in-process by sandbox_enter() after the fork. */
   fork(id: SandboxIdentity): SandboxProcess {
+    return this.send(id, { args: this.runtime.sandboxArgs(id), env: this.runtime.programEnv(id) });
+  }
+
+  /** A child that executes the launcher (any language): cheaper than spawning from here. */
+  launch(id: SandboxIdentity): SandboxProcess {
+    return this.send(id, { exec: launcherCommand(this.runtime, id) });
+  }
+
+  private send(id: SandboxIdentity, what: object): SandboxProcess {
     const token = randomBytes(16).toString('hex');
     const child = new ZygoteChild(id);
     this.children.set(token, child);
-    const command = { token, args: this.runtime.sandboxArgs(id), env: this.runtime.programEnv(id) };
+    const command = { token, ...what };
     if (!this.alive || this.process?.stdin?.write(`${JSON.stringify(command)}\n`) === undefined) {
       this.children.delete(token);
       child.reportLog.push('sandbox-launcher: zygote: the Python zygote is not running');

@@ -64,6 +64,7 @@ export class Runtime {
     if (!st.isDirectory() || st.uid !== process.geteuid?.())
       throw new Error(`${workDir} must be a directory owned by the runner's user`);
     await fs.chmod(workDir, 0o711);
+    await this.claim();
     await removeTree(this.runtimeDir);
     await removeTree(this.runsDir);
     await fs.mkdir(this.runsDir, { mode: 0o711 });
@@ -107,6 +108,20 @@ export class Runtime {
       });
       this.prefixes.set(language, path.dirname(path.dirname(real)));
     }
+  }
+
+  /** Two runners on one work directory would delete each other's files: refuse to start. */
+  private async claim(): Promise<void> {
+    const pidFile = path.join(this.config.workDir, 'runner.pid');
+    const other = Number((await fs.readFile(pidFile, 'utf8').catch(() => '')).trim());
+    if (other > 0 && other !== process.pid) {
+      const cmdline = await fs.readFile(`/proc/${other}/cmdline`, 'utf8').catch(() => '');
+      if (cmdline.includes('node'))
+        throw new Error(
+          `SANDBOX_WORK_DIR ${this.config.workDir} is in use by another runner (pid ${other}); give each runner its own`,
+        );
+    }
+    await fs.writeFile(pidFile, `${process.pid}\n`, { mode: 0o644 });
   }
 
   syscallName(nr: number): string {
@@ -195,6 +210,15 @@ export class Runtime {
 
 /** Removes a run directory even when the program left it unreadable for us (chmod 000). */
 export async function removeTree(dir: string): Promise<void> {
+  try {
+    // Most runs leave their directory empty: one rmdir, not a recursive walk.
+    await fs.rmdir(dir);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOTDIR') throw err;
+  }
   try {
     await fs.rm(dir, { recursive: true, force: true });
   } catch (err) {

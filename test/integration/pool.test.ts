@@ -1,0 +1,123 @@
+// Warm pools: each interpreter is confined before it is pooled, serves exactly one run, and
+// nothing a run leaves behind (globals, modules, files, environment) reaches the next one.
+import { existsSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestRunner, type TestRunner } from '../support/runner.js';
+
+let t: TestRunner;
+beforeAll(async () => {
+  t = await startTestRunner({ SANDBOX_WARM_PYTHON3: '3', SANDBOX_WARM_NODEJS: '2' });
+});
+afterAll(async () => {
+  await t.close();
+});
+
+async function metric(name: string, language: string): Promise<number> {
+  const text = await (await fetch(`${t.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{language="${language}"}`));
+  return line === undefined ? 0 : Number(line.split(' ')[1]);
+}
+
+describe('warm pools', () => {
+  it('are filled before the runner is ready', async () => {
+    expect((await fetch(`${t.url}/readyz`)).status).toBe(200);
+    expect(await metric('sandbox_pool_ready', 'python3')).toBe(3);
+    expect(await metric('sandbox_pool_ready', 'nodejs')).toBe(2);
+  });
+
+  it.each([
+    ['python3', 'import os\nprint(os.getpid())'],
+    ['nodejs', 'console.log(process.pid)'],
+  ] as const)(
+    'serve every %s run from a process of its own, gone afterwards',
+    async (language, code) => {
+      const hitsBefore = await metric('sandbox_pool_hits_total', language);
+      const pids = new Set<number>();
+      for (let i = 0; i < 8; i++) {
+        const pid = Number((await t.run(language, code)).stdout.trim());
+        expect(pid).toBeGreaterThan(1);
+        expect(existsSync(`/proc/${pid}`)).toBe(false);
+        pids.add(pid);
+      }
+      expect(pids.size).toBe(8);
+      expect(await metric('sandbox_pool_hits_total', language)).toBeGreaterThan(hitsBefore);
+    },
+  );
+
+  it('a python3 run sees nothing of the previous one', async () => {
+    const dirty = await t.run(
+      'python3',
+      [
+        'import json, os, sys, random, types',
+        'LEFT_BEHIND = 1',
+        'json.dumps = lambda *a, **k: "poisoned"',
+        'sys.modules["planted"] = types.ModuleType("planted")',
+        'os.environ["LEFT_BEHIND"] = "1"',
+        'open("left-behind.txt", "w").write("x")',
+        'import builtins; builtins.print_original = print',
+        'print(random.random())',
+      ].join('\n'),
+    );
+    const clean = await t.run(
+      'python3',
+      [
+        'import json, os, sys, random, builtins',
+        'print("LEFT_BEHIND" in globals(), json.dumps([1]), "planted" in sys.modules)',
+        'print("LEFT_BEHIND" in os.environ, os.listdir("."), hasattr(builtins, "print_original"))',
+        'print(random.random())',
+      ].join('\n'),
+    );
+    const [first, second, rnd] = clean.stdout.trim().split('\n');
+    expect(first).toBe('False [1] False');
+    expect(second).toBe('False [] False');
+    // Not a replay of the zygote's random sequence.
+    expect(rnd).not.toBe(dirty.stdout.trim());
+  });
+
+  it('a nodejs run sees nothing of the previous one', async () => {
+    await t.run(
+      'nodejs',
+      `leftBehind = 1; Object.prototype.polluted = 'yes'; process.env.LEFT_BEHIND = '1'; JSON.stringify = () => 'poisoned'; require('fs').writeFileSync('left-behind.txt', 'x')`,
+    );
+    const clean = await t.run(
+      'nodejs',
+      `console.log(typeof leftBehind, ({}).polluted, process.env.LEFT_BEHIND, JSON.stringify([1]), require('fs').readdirSync('.').length)`,
+    );
+    expect(clean.stdout).toBe('undefined undefined undefined [1] 0\n');
+  });
+
+  it('keeps serving when the pool is drained by concurrent runs', async () => {
+    const runs = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        t.run(
+          i % 2 === 0 ? 'python3' : 'nodejs',
+          i % 2 === 0 ? `print(${i})` : `console.log(${i})`,
+        ),
+      ),
+    );
+    runs.forEach((r, i) => expect(r.stdout).toBe(`${i}\n`));
+    expect(await metric('sandbox_pool_misses_total', 'python3')).toBeGreaterThan(0);
+  });
+});
+
+describe('without pools or zygote', () => {
+  it('starts every interpreter through the launcher and behaves the same', async () => {
+    const cold = await startTestRunner({
+      SANDBOX_WARM_PYTHON3: '0',
+      SANDBOX_WARM_NODEJS: '0',
+      SANDBOX_PYTHON_ZYGOTE: 'false',
+    });
+    try {
+      expect((await cold.run('python3', 'import jinja2\nprint("cold")')).stdout).toBe('cold\n');
+      expect((await cold.run('nodejs', 'console.log("cold")')).stdout).toBe('cold\n');
+      const denied = await cold.run('python3', 'import socket\nsocket.socket()', {
+        enable_network: false,
+      });
+      expect(denied.error).toMatch(
+        /^error: operation not permitted: socket \(network is disabled\)/,
+      );
+    } finally {
+      await cold.close();
+    }
+  });
+});
