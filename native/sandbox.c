@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -177,20 +180,101 @@ static char **build_env(const struct sandbox_options *o) {
   return envp;
 }
 
+/* Policies compiled by sandbox_precompile(), inherited by forked children. The execution's
+ * pid is not known when compiling: rules on `$pid` are compiled against PID_SENTINEL, and each
+ * child writes its own pid into the program before loading it. */
+#define PID_SENTINEL 0x7fffe1e1u /* above any pid_max */
+#define MAX_COMPILED 8
+
+struct compiled_policy {
+  char key[1024];
+  struct sock_filter *program;
+  unsigned short length;
+  struct policy_paths paths;
+};
+
+static struct compiled_policy compiled[MAX_COMPILED];
+static int n_compiled;
+
+static void policy_key(const struct sandbox_options *o, char *key, size_t len) {
+  int n = snprintf(key, len, "%s", o->policy_dir);
+  for (int i = 0; i < o->n_policies && n > 0 && (size_t)n < len; i++)
+    n += snprintf(key + n, len - (size_t)n, "|%s", o->policies[i]);
+  if (n < 0 || (size_t)n >= len) sandbox_die("policy list too long");
+}
+
+static const struct compiled_policy *find_compiled(const struct sandbox_options *o) {
+  char key[1024];
+  policy_key(o, key, sizeof key);
+  for (int i = 0; i < n_compiled; i++)
+    if (strcmp(compiled[i].key, key) == 0) return &compiled[i];
+  return NULL;
+}
+
+/* Reads the policies of O into a new filter (default action: trap), with `$pid` as SELF. */
+static scmp_filter_ctx load_policies(const struct sandbox_options *o, pid_t self,
+                                     struct policy_paths *paths) {
+  char err[1024];
+  scmp_filter_ctx filter = seccomp_init(SCMP_ACT_TRAP);
+  if (filter == NULL) sandbox_die("seccomp_init failed");
+  for (int i = 0; i < o->n_policies; i++)
+    if (policy_load(filter, o->policy_dir, o->policies[i], self, paths, err, sizeof err) != 0)
+      sandbox_die("%s", err);
+  return filter;
+}
+
+void sandbox_precompile(const struct sandbox_options *o) {
+  sandbox_step = "seccomp policy";
+  if (find_compiled(o) != NULL) return;
+  if (n_compiled == MAX_COMPILED) sandbox_die("too many different policies");
+  struct compiled_policy *c = &compiled[n_compiled];
+  memset(c, 0, sizeof *c);
+  policy_key(o, c->key, sizeof c->key);
+  scmp_filter_ctx filter = load_policies(o, (pid_t)PID_SENTINEL, &c->paths);
+  /* libseccomp 2.5 exports BPF only to a descriptor: an anonymous memory file. */
+  int fd = memfd_create("seccomp-bpf", MFD_CLOEXEC);
+  if (fd < 0) sandbox_die_errno("memfd_create");
+  int rc = seccomp_export_bpf(filter, fd);
+  if (rc != 0) sandbox_die("seccomp_export_bpf: %s", strerror(-rc));
+  seccomp_release(filter);
+  off_t size = lseek(fd, 0, SEEK_END);
+  if (size <= 0 || size % (off_t)sizeof(struct sock_filter) != 0 ||
+      size / (off_t)sizeof(struct sock_filter) > BPF_MAXINSNS)
+    sandbox_die("seccomp_export_bpf: unexpected program size %lld", (long long)size);
+  c->program = malloc((size_t)size);
+  if (c->program == NULL) sandbox_die("out of memory");
+  if (pread(fd, c->program, (size_t)size, 0) != size) sandbox_die_errno("pread");
+  if (close(fd) != 0) sandbox_die_errno("close");
+  c->length = (unsigned short)(size / (off_t)sizeof(struct sock_filter));
+  n_compiled++;
+}
+
+/* Loads a precompiled program with this process's pid in place of the sentinel. */
+static void load_compiled(const struct compiled_policy *c) {
+  struct sock_filter *program = malloc(c->length * sizeof *program);
+  if (program == NULL) sandbox_die("out of memory");
+  memcpy(program, c->program, c->length * sizeof *program);
+  for (unsigned i = 0; i < c->length; i++)
+    if (program[i].code == (BPF_JMP | BPF_JEQ | BPF_K) && program[i].k == PID_SENTINEL)
+      program[i].k = (__u32)getpid();
+  struct sock_fprog prog = {.len = c->length, .filter = program};
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) sandbox_die_errno("seccomp");
+  free(program);
+}
+
 char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   struct policy_paths paths;
-  char err[1024];
   memset(&paths, 0, sizeof paths);
   const int as_root = geteuid() == 0;
 
   /* Compile the syscall policy first: its files are invisible once Landlock applies. It is
-   * loaded last, so that every step before it may use any syscall it needs. */
+   * loaded last, so that every step before it may use any syscall it needs. A zygote has
+   * compiled it already (nothing to execute there, so no execveat rule). */
   sandbox_step = "seccomp policy";
-  scmp_filter_ctx filter = seccomp_init(SCMP_ACT_TRAP);
-  if (filter == NULL) sandbox_die("seccomp_init failed");
-  for (int i = 0; i < o->n_policies; i++)
-    if (policy_load(filter, o->policy_dir, o->policies[i], getpid(), &paths, err, sizeof err) != 0)
-      sandbox_die("%s", err);
+  const struct compiled_policy *precompiled = exec_fd < 0 ? find_compiled(o) : NULL;
+  scmp_filter_ctx filter = NULL;
+  if (precompiled != NULL) paths = precompiled->paths;
+  else filter = load_policies(o, getpid(), &paths);
   if (exec_fd >= 0) {
     int rc = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(execveat), 2,
                               SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)exec_fd),
@@ -262,8 +346,12 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
 
   /* The syscall allowlist, last: from here on only what the policy allows. */
   sandbox_step = "seccomp";
-  int rc = seccomp_load(filter);
-  if (rc != 0) sandbox_die("seccomp_load: %s", strerror(-rc));
-  seccomp_release(filter);
+  if (precompiled != NULL) {
+    load_compiled(precompiled);
+  } else {
+    int rc = seccomp_load(filter);
+    if (rc != 0) sandbox_die("seccomp_load: %s", strerror(-rc));
+    seccomp_release(filter);
+  }
   return envp;
 }

@@ -44,6 +44,7 @@ SOCKET_PATH = sys.argv[1]
 # Preloaded already (LD_PRELOAD); this only finds it.
 LIBRARY = ctypes.CDLL(os.path.join(HERE, "libsandbox.so"))
 LIBRARY.sandbox_enter.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
+LIBRARY.sandbox_prepare.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
 
 spec = importlib.util.spec_from_file_location("sandbox_bootstrap", os.path.join(HERE, "python3.py"))
 bootstrap = importlib.util.module_from_spec(spec)
@@ -75,6 +76,12 @@ def reap():
             emit({"exit": token, "code": os.waitstatus_to_exitcode(status)})
 
 
+def c_args(args):
+    """The sandbox options as C's (argc, argv)."""
+    argv = [b"sandbox"] + [a.encode() for a in args]
+    return len(argv), (ctypes.c_char_p * len(argv))(*argv)
+
+
 def become_sandboxed(command, wakeup_fds):
     """In the child: connect back, confine, then run the bootstrap (or exec the launcher).
     Never returns."""
@@ -102,8 +109,7 @@ def become_sandboxed(command, wakeup_fds):
         except OSError as exc:
             os.write(3, f"sandbox-launcher: exec: {argv[0]}: {exc.strerror}\n".encode())
             os._exit(125)
-    args = [b"sandbox"] + [a.encode() for a in command["args"]]
-    LIBRARY.sandbox_enter(len(args), (ctypes.c_char_p * len(args))(*args))
+    LIBRARY.sandbox_enter(*c_args(command["args"]))
     # sandbox_enter() replaced the C environment; make Python's view match it.
     workdir = os.getcwd()
     os.environ.clear()
@@ -167,6 +173,9 @@ def main():
                 if not line.strip():
                     continue
                 command = json.loads(line)
+                if "args" in command:
+                    # Compiled once here, loaded by every child (see sandbox_precompile).
+                    LIBRARY.sandbox_prepare(*c_args(command["args"]))
                 pid = os.fork()
                 if pid == 0:
                     selector.close()

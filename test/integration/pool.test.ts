@@ -44,6 +44,21 @@ describe('warm pools', () => {
     },
   );
 
+  it("may still signal itself (the policy's $pid is the run's own pid)", async () => {
+    for (let i = 0; i < 3; i++) {
+      const data = await t.run(
+        'python3',
+        'import os, signal\nos.kill(os.getpid(), 0)\nsignal.signal(signal.SIGUSR1, lambda *a: print("got it"))\nos.kill(os.getpid(), signal.SIGUSR1)',
+      );
+      expect(data.stdout).toBe('got it\n');
+    }
+    const js = await t.run(
+      'nodejs',
+      "process.on('SIGUSR1', () => console.log('got it')); process.kill(process.pid, 'SIGUSR1'); setTimeout(() => {}, 50)",
+    );
+    expect(js.stdout).toBe('got it\n');
+  });
+
   it('a python3 run sees nothing of the previous one', async () => {
     const dirty = await t.run(
       'python3',
