@@ -3,6 +3,7 @@
 # "ready", reads one request ({"code", "preload"}) from stdin, runs the preload and then the
 # code as the __main__ module, and reports on descriptor 3 why it failed, if it did.
 import errno
+import importlib
 import json
 import linecache
 import os
@@ -11,6 +12,10 @@ import traceback
 import types
 
 REPORT_FD = 3
+# The runner's extra packages (SANDBOX_PYTHON_PACKAGES), beside this file's directory.
+PACKAGES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "packages", "python")
+if PACKAGES not in sys.path:
+    sys.path.append(PACKAGES)
 
 
 def report(word):
@@ -49,6 +54,8 @@ def print_user_traceback(exc):
 
 
 def main():
+    # Packages may have been installed since the zygote looked at the directories.
+    importlib.invalidate_caches()
     report("ready")
     request = json.loads(sys.stdin.buffer.read())
     module = types.ModuleType("__main__")

@@ -23,6 +23,10 @@ export interface RunnerConfig {
   noProxy: string;
   enablePreload: boolean;
   allowedSyscalls: string[];
+  pythonPackages: string[];
+  nodejsPackages: string[];
+  pipIndexUrl: string;
+  npmRegistry: string;
   pythonPath: string;
   nodejsPath: string;
   memoryMiB: number;
@@ -46,7 +50,7 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-type Kind = 'int' | 'bool' | 'string' | 'list' | 'enum';
+type Kind = 'int' | 'bool' | 'string' | 'list' | 'packages' | 'enum';
 
 export interface Setting {
   key: keyof RunnerConfig;
@@ -165,6 +169,38 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'list',
     default: '',
     doc: 'extra syscalls (names or numbers, comma-separated) added to every language policy',
+  },
+  {
+    key: 'pythonPackages',
+    env: 'SANDBOX_PYTHON_PACKAGES',
+    yaml: 'dependencies.python',
+    kind: 'packages',
+    default: '',
+    doc: 'extra Python packages (pip requirement specs, whitespace-separated; a list in YAML) installed from wheels before the runner is ready, readable but not writable by sandboxed code',
+  },
+  {
+    key: 'nodejsPackages',
+    env: 'SANDBOX_NODEJS_PACKAGES',
+    yaml: 'dependencies.nodejs',
+    kind: 'packages',
+    default: '',
+    doc: 'extra npm packages (`name@version`, whitespace-separated; a list in YAML) installed (without install scripts) before the runner is ready',
+  },
+  {
+    key: 'pipIndexUrl',
+    env: 'PIP_MIRROR_URL',
+    yaml: 'python_pip_mirror_url',
+    kind: 'string',
+    default: '',
+    doc: 'the package index pip installs from (default: PyPI)',
+  },
+  {
+    key: 'npmRegistry',
+    env: 'NPM_REGISTRY',
+    yaml: 'npm_registry',
+    kind: 'string',
+    default: '',
+    doc: 'the registry npm installs from (default: the npm registry)',
   },
   {
     key: 'pythonPath',
@@ -356,6 +392,15 @@ function parseValue(s: Setting, raw: unknown, source: string): unknown {
         .split(/[,\s]+/)
         .map((x) => x.trim())
         .filter((x) => x !== '');
+    case 'packages': {
+      // Requirement specs may hold commas (pandas>=2,<3): a YAML list, or whitespace in env.
+      const items = Array.isArray(raw) ? raw.map((x) => String(x).trim()) : text.split(/\s+/);
+      const specs = items.filter((x) => x !== '');
+      for (const spec of specs)
+        if (spec.startsWith('-') || /[\s;|&$`]/.test(spec))
+          throw new ConfigError(`${where}: '${spec}' is not a package requirement`);
+      return specs;
+    }
     case 'string':
       return text;
   }
@@ -413,6 +458,8 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
   for (const [key, url] of [
     ['HTTP_PROXY', config.httpProxy],
     ['HTTPS_PROXY', config.httpsProxy],
+    ['PIP_MIRROR_URL', config.pipIndexUrl],
+    ['NPM_REGISTRY', config.npmRegistry],
   ] as const) {
     if (url === '') continue;
     try {

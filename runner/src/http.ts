@@ -4,7 +4,7 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { LANGUAGES, type Language, type RunnerConfig } from './config.js';
-import { listDependencies } from './dependencies.js';
+import { installPackages, listDependencies } from './dependencies.js';
 import { Busy, type Engine } from './engine.js';
 import type { RunnerMetrics } from './metrics.js';
 
@@ -157,17 +157,19 @@ export function createApp({
     }
   });
 
-  const dependencies = async (req: Request, res: Response) => {
+  const dependencies = (install: boolean) => async (req: Request, res: Response) => {
     const lang = parseLanguage(req.query.language);
     if (lang === undefined) {
       res.status(400).json(envelope(-400, 'unsupported language'));
       return;
     }
+    // Installs what the configuration lists and is missing (a no-op when all is there).
+    if (install) await installPackages(config);
     res.json(envelope(0, 'success', { dependencies: await listDependencies(config, lang) }));
   };
-  sandbox.get('/dependencies', dependencies);
-  sandbox.post('/dependencies/update', dependencies);
-  sandbox.get('/dependencies/refresh', dependencies);
+  sandbox.get('/dependencies', dependencies(false));
+  sandbox.post('/dependencies/update', dependencies(true));
+  sandbox.get('/dependencies/refresh', dependencies(true));
 
   app.use('/v1/sandbox', sandbox);
 

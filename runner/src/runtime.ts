@@ -5,7 +5,8 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Language, RunnerConfig } from './config.js';
-import { BOOTSTRAP_SOURCE, NATIVE_BUILD, POLICY_SOURCE } from './paths.js';
+import { nodeModulePaths, packagesDir } from './dependencies.js';
+import { BOOTSTRAP_SOURCE, DEPENDENCIES_DIR, NATIVE_BUILD, POLICY_SOURCE } from './paths.js';
 
 export const LAUNCHER = path.join(NATIVE_BUILD, 'sandbox-launcher');
 
@@ -168,7 +169,14 @@ export class Runtime {
 
   /** The environment a sandboxed program sees (besides PATH, HOME, TMPDIR and LANG). */
   programEnv(id: SandboxIdentity): Record<string, string> {
-    const env: Record<string, string> = {};
+    // One computation thread per run: runs already fill the CPUs (MAX_WORKERS), and OpenBLAS
+    // with a thread per CPU wants more memory than a run has (it then retries forever).
+    const env: Record<string, string> = {
+      OPENBLAS_NUM_THREADS: '1',
+      OMP_NUM_THREADS: '1',
+      MKL_NUM_THREADS: '1',
+    };
+    if (id.language === 'nodejs') env.NODE_PATH = nodeModulePaths(this.config).join(':');
     if (!id.network) return env;
     for (const [name, value] of [
       ['HTTP_PROXY', this.config.httpProxy],
@@ -196,6 +204,8 @@ export class Runtime {
       '--open-files', String(config.maxOpenFiles),
       '--processes', String(config.maxThreads),
       '--read', this.runtimeDir,
+      '--read', packagesDir(config).root,
+      '--read', DEPENDENCIES_DIR,
       '--read', this.prefixes.get(id.language) ?? '/usr',
       '--landlock', config.landlock,
       '--env', `LD_PRELOAD=${this.library}`,

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { RunnerConfig } from './config.js';
+import { installPackages } from './dependencies.js';
 import { Engine } from './engine.js';
 import { createApp, type Readiness } from './http.js';
 import { RunnerMetrics } from './metrics.js';
@@ -76,12 +77,18 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       'API_KEY is not set: using the default key "dify-sandbox" (allowed on loopback only)',
     );
 
-  // Ready only once the warm pools are filled.
-  await sandboxes.start();
-  const failure = await selfTest(engine, logger);
+  // Ready only once the extra packages are installed and the warm pools are filled.
+  let failure = await installPackages(config).then(
+    () => undefined,
+    (err: Error) => err.message,
+  );
+  if (failure === undefined) {
+    await sandboxes.start();
+    failure = await selfTest(engine, logger);
+  }
   if (failure !== undefined) {
     readiness.reason = failure;
-    logger.error({ reason: failure }, 'sandbox self-test failed: runs are refused until restart');
+    logger.error({ reason: failure }, `not ready: ${failure}; runs are refused until restart`);
   } else {
     readiness.ready = true;
     readiness.reason = 'ok';

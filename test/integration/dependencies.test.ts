@@ -1,0 +1,118 @@
+// Packages for sandboxed code: installed from the real registries at start, importable in the
+// sandbox, listed with versions, and out of reach for writing.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestRunner, type TestRunner } from '../support/runner.js';
+
+let t: TestRunner;
+beforeAll(async () => {
+  t = await startTestRunner({
+    SANDBOX_PYTHON_PACKAGES: 'six==1.16.0',
+    SANDBOX_NODEJS_PACKAGES: 'lodash@4.17.21',
+  });
+}, 300_000);
+afterAll(async () => {
+  await t.close();
+});
+
+async function list(language: string): Promise<Array<{ name: string; version: string }>> {
+  const res = await fetch(`${t.url}/v1/sandbox/dependencies?language=${language}`, {
+    headers: { 'X-Api-Key': t.config.apiKey },
+  });
+  const body = (await res.json()) as {
+    code: number;
+    data: { dependencies: Array<{ name: string; version: string }> };
+  };
+  expect(body.code).toBe(0);
+  return body.data.dependencies;
+}
+
+describe('installed at start', () => {
+  it('a PyPI package imports and works in the sandbox', async () => {
+    const data = await t.run(
+      'python3',
+      'import six\nprint(six.__version__, six.ensure_str(b"ok"))',
+    );
+    expect(data).toMatchObject({ stdout: '1.16.0 ok\n', error: '' });
+  });
+
+  it('an npm package is require()d in the sandbox', async () => {
+    const data = await t.run(
+      'nodejs',
+      "const _ = require('lodash'); console.log(_.VERSION, _.chunk([1, 2, 3], 2).length)",
+    );
+    expect(data).toMatchObject({ stdout: '4.17.21 2\n', error: '' });
+  });
+
+  it('the list routes show them with their versions', async () => {
+    expect(await list('python3')).toContainEqual({ name: 'six', version: '1.16.0' });
+    expect(await list('nodejs')).toContainEqual({ name: 'lodash', version: '4.17.21' });
+    const refreshed = await fetch(`${t.url}/v1/sandbox/dependencies/refresh?language=nodejs`, {
+      headers: { 'X-Api-Key': t.config.apiKey },
+    });
+    expect(
+      ((await refreshed.json()) as { data: { dependencies: unknown[] } }).data.dependencies,
+    ).toContainEqual({
+      name: 'lodash',
+      version: '4.17.21',
+    });
+  });
+
+  it('sandboxed code cannot modify or replace an installed package', async () => {
+    const py = await t.run(
+      'python3',
+      [
+        'import os, six',
+        'for attempt in (lambda: open(six.__file__, "a"), lambda: open(os.path.join(os.path.dirname(six.__file__), "evil.py"), "w"), lambda: os.rename(six.__file__, six.__file__ + ".bak"), lambda: os.unlink(six.__file__)):',
+        '    try:',
+        '        attempt()',
+        '        print("modified")',
+        '    except PermissionError:',
+        '        print("denied")',
+      ].join('\n'),
+    );
+    expect(py.stdout).toBe('denied\ndenied\ndenied\ndenied\n');
+    const js = await t.run(
+      'nodejs',
+      "const fs = require('fs'); const f = require.resolve('lodash'); for (const a of [() => fs.appendFileSync(f, 'x'), () => fs.writeFileSync(f + '.evil.js', 'x'), () => fs.unlinkSync(f)]) { try { a(); console.log('modified') } catch (e) { console.log(e.code) } }",
+    );
+    expect(js.stdout).toBe('EACCES\nEACCES\nEACCES\n');
+    expect((await t.run('python3', 'import six\nprint(six.__version__)')).stdout).toBe('1.16.0\n');
+  });
+});
+
+describe('scientific packages under the default policy', () => {
+  it('numpy and pandas import and compute a group-by', async () => {
+    const data = await t.run(
+      'python3',
+      [
+        'import numpy as np, pandas as pd',
+        'df = pd.DataFrame({"k": ["a", "b", "a", "c", "b"], "v": [1, 2, 3, 4, 5]})',
+        'print(df.groupby("k")["v"].sum().to_dict())',
+        'print(np.linalg.inv(np.eye(3) * 2).trace(), np.arange(12).reshape(3, 4).sum(axis=0).tolist())',
+      ].join('\n'),
+    );
+    expect(data.error).toBe('');
+    expect(data.stdout).toBe("{'a': 4, 'b': 7, 'c': 4}\n1.5 [12, 15, 18, 21]\n");
+  });
+});
+
+describe('a failed install', () => {
+  it('is a clear not-ready reason, not a crash', async () => {
+    const broken = await startTestRunner({
+      SANDBOX_PYTHON_PACKAGES: 'sandboxpool-no-such-package-x7q==1.0',
+    });
+    try {
+      const ready = await fetch(`${broken.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { reason: string }).reason).toMatch(
+        /^installing Python packages failed: .*sandboxpool-no-such-package-x7q/,
+      );
+      expect((await fetch(`${broken.url}/healthz`)).status).toBe(200);
+      const { status, body } = await broken.post({ language: 'python3', code: 'print(1)' });
+      expect(status).toBe(503);
+      expect(body.message).toMatch(/^sandbox not ready: installing Python packages failed/);
+    } finally {
+      await broken.close();
+    }
+  }, 300_000);
+});
