@@ -14,6 +14,8 @@ export interface RunnerConfig {
   apiKey: string;
   /** True when API_KEY was not set and the loopback-only default key is in use. */
   apiKeyDefaulted: boolean;
+  /** Keys of config.yaml this runner does not know (logged at start: likely typos). */
+  unknownKeys: string[];
   workerTimeoutSeconds: number;
   maxWorkers: number;
   maxRequests: number;
@@ -356,6 +358,21 @@ export const SETTINGS: readonly Setting[] = [
 
 const LOCAL_DEFAULT_KEY = 'dify-sandbox';
 
+/** DifySandbox keys that mean nothing here; accepted silently so its config.yaml works. */
+const IGNORED_DIFY_KEYS = new Set([
+  'app.debug',
+  'python_lib_path',
+  'python_deps_update_interval',
+  'proxy.socks5',
+]);
+
+function leafKeys(node: unknown, prefix = ''): string[] {
+  if (node === null || typeof node !== 'object' || Array.isArray(node)) return [prefix];
+  return Object.entries(node as Record<string, unknown>).flatMap(([k, v]) =>
+    leafKeys(v, prefix === '' ? k : `${prefix}.${k}`),
+  );
+}
+
 function yamlLookup(doc: unknown, dotted: string): unknown {
   let node: unknown = doc;
   for (const part of dotted.split('.')) {
@@ -438,6 +455,10 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
     else values[s.key] = parseValue(s, s.default, `default of ${s.env}`);
   }
   const config = values as unknown as RunnerConfig;
+  const known = new Set(SETTINGS.map((s) => s.yaml));
+  config.unknownKeys = leafKeys(doc).filter(
+    (k) => k !== '' && !known.has(k) && !IGNORED_DIFY_KEYS.has(k),
+  );
 
   const loopback = ['127.0.0.1', '::1', 'localhost'].includes(config.host);
   config.apiKeyDefaulted = false;

@@ -72,6 +72,11 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     { landlockAbi: abi, asRoot: runtime.asRoot, workDir: config.workDir },
     abi > 0 ? `Landlock ABI ${abi} available` : 'Landlock is not available in this kernel',
   );
+  if (config.unknownKeys.length > 0)
+    logger.warn(
+      { keys: config.unknownKeys },
+      `config.yaml has keys this runner does not know (ignored): ${config.unknownKeys.join(', ')}`,
+    );
   if (config.apiKeyDefaulted)
     logger.warn(
       'API_KEY is not set: using the default key "dify-sandbox" (allowed on loopback only)',

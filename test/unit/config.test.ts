@@ -78,6 +78,16 @@ describe('loadConfig', () => {
     expect(local.apiKeyDefaulted).toBe(true);
   });
 
+  it('reports unknown keys (likely typos) but accepts DifySandbox keys it ignores', () => {
+    const file = yamlFile(
+      'app:\n  port: 9000\n  debug: true\nmax_worker: 3\nlimits:\n  memory_mb: 5\npython_lib_path: [/usr/lib]\n',
+    );
+    expect(loadConfig({ env: { API_KEY: 'k' }, configPath: file }).unknownKeys).toEqual([
+      'max_worker',
+      'limits.memory_mb',
+    ]);
+  });
+
   it('an explicitly named config file must exist', () => {
     expect(() =>
       loadConfig({ env: { API_KEY: 'k' }, configPath: '/nonexistent/config.yaml' }),
