@@ -12,7 +12,8 @@ const MAX_BACKOFF_MS = 30_000;
 /** Keeps `size` processes of one kind starting or waiting; refills in the background. */
 class WarmPool {
   private readonly entries: SandboxProcess[] = [];
-  private readyCount = 0;
+  /** Entries that reported ready and wait for a run (the sandbox_pool_ready gauge). */
+  private readonly waiting = new Set<SandboxProcess>();
   private failures = 0;
   private refillTimer?: NodeJS.Timeout;
   private stopped = false;
@@ -35,8 +36,15 @@ class WarmPool {
   /** The oldest process of the pool (ready, or about to be), or undefined when empty. */
   take(): SandboxProcess | undefined {
     const proc = this.entries.shift();
+    if (proc !== undefined) this.setWaiting(proc, false);
     this.refill();
     return proc;
+  }
+
+  private setWaiting(proc: SandboxProcess, waiting: boolean): void {
+    if (waiting) this.waiting.add(proc);
+    else this.waiting.delete(proc);
+    this.metrics.poolReady.set({ language: this.language }, this.waiting.size);
   }
 
   private refill(): void {
@@ -53,18 +61,14 @@ class WarmPool {
       if (!ok) return;
       ready = true;
       this.failures = 0;
-      this.readyCount++;
-      this.metrics.poolReady.set({ language: this.language }, this.readyCount);
+      if (this.entries.includes(proc)) this.setWaiting(proc, true);
       this.metrics.poolSpawnSeconds.observe(
         { language: this.language },
         Number(process.hrtime.bigint() - started) / 1e9,
       );
     });
     void proc.ended.then(() => {
-      if (ready) {
-        this.readyCount--;
-        this.metrics.poolReady.set({ language: this.language }, this.readyCount);
-      }
+      this.setWaiting(proc, false);
       const i = this.entries.indexOf(proc);
       if (i < 0) return; // taken: its run owns it now
       // Died while waiting in the pool: clean up, and do not spin if starting keeps failing.
