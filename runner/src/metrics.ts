@@ -11,7 +11,7 @@ export class RunnerMetrics {
   });
   readonly duration = new Histogram({
     name: 'sandbox_execution_duration_seconds',
-    help: 'Wall-clock time of one execution in the sandbox, from launch to exit, by language.',
+    help: 'Wall-clock time of one run in its sandboxed interpreter, from taking the interpreter to its exit, by language.',
     labelNames: ['language'] as const,
     buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],

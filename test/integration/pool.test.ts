@@ -1,6 +1,7 @@
 // Warm pools: each interpreter is confined before it is pooled, serves exactly one run, and
 // nothing a run leaves behind (globals, modules, files, environment) reaches the next one.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestRunner, type TestRunner } from '../support/runner.js';
 
@@ -112,6 +113,16 @@ describe('warm pools', () => {
     );
     runs.forEach((r, i) => expect(r.stdout).toBe(`${i}\n`));
     expect(await metric('sandbox_pool_misses_total', 'python3')).toBeGreaterThan(0);
+  });
+});
+
+describe('/metrics', () => {
+  it('exposes every metric of the README with its documented type', async () => {
+    const text = await (await fetch(`${t.url}/metrics`)).text();
+    const readme = readFileSync(path.join(import.meta.dirname, '../../README.md'), 'utf8');
+    const documented = [...readme.matchAll(/^\| `(sandbox_\w+)` \| (\w+) \|/gm)];
+    expect(documented.length).toBeGreaterThan(10);
+    for (const [, name, type] of documented) expect(text).toContain(`# TYPE ${name} ${type}\n`);
   });
 });
 

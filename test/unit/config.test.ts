@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, renderConfigTable } from '../../runner/src/config.js';
+import { renderReadme } from '../../runner/src/readme.js';
 
 const yamlFile = (text: string) => {
   const file = path.join(mkdtempSync(path.join(os.tmpdir(), 'sbp-config-')), 'config.yaml');
@@ -96,12 +97,10 @@ describe('loadConfig', () => {
 });
 
 describe('README', () => {
-  it('shows the configuration table rendered from SETTINGS', () => {
+  it('shows the configuration table and the metrics as the code declares them', async () => {
     const readme = readFileSync(path.join(import.meta.dirname, '../../README.md'), 'utf8');
-    const between = /<!-- config-table:start -->\n([\s\S]*?)\n<!-- config-table:end -->/.exec(
-      readme,
-    );
-    expect(between, 'README.md lacks the config-table markers').not.toBeNull();
-    expect(between![1], 'run `npm run docs` to refresh the README').toBe(renderConfigTable());
+    expect(readme, 'run `npm run docs` to refresh the README').toBe(await renderReadme(readme));
+    expect(readme).toContain(renderConfigTable().split('\n')[2]);
+    expect(readme).toContain('| `sandbox_executions_total` | counter | `language`, `outcome` |');
   });
 });
