@@ -1,6 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
-// `npx vitest run` runs every project; `--project runner` or `--project k8s` runs one.
+// `npx vitest run` runs every project; `--project runner`, `--project k8s` or
+// `--project container` runs one.
 export default defineConfig({
   test: {
     testTimeout: 60_000,
@@ -27,6 +28,20 @@ export default defineConfig({
           include: ['test/k8s/**/*.test.ts', 'test/e2e/**/*.test.ts'],
           globalSetup: ['test/k8s/global-setup.ts'],
           testTimeout: 120_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          // Against Docker Engine: the runner image run as a restricted pod runs it, and the
+          // docker-compose stack with its egress proxy (bash test/container/setup.sh).
+          name: 'container',
+          include: ['test/container/**/*.test.ts'],
+          globalSetup: ['test/container/global-setup.ts'],
+          // No container registry can be reached: testcontainers' reaper image cannot be pulled.
+          env: { TESTCONTAINERS_RYUK_DISABLED: 'true' },
+          testTimeout: 120_000,
+          hookTimeout: 300_000,
         },
       },
     ],

@@ -4,7 +4,7 @@
 # may import. Node.js >= 20.19 must already be there. Idempotent and quiet when nothing is missing.
 set -euo pipefail
 
-packages=(gcc make pkg-config libseccomp-dev python3 python3-pip python3-jinja2 python3-requests python3-httpx python3-socks python3-numpy python3-pandas)
+packages=(gcc make pkg-config libseccomp-dev python3 python3-pip python3-jinja2 python3-requests python3-httpx python3-socks python3-socksio python3-numpy python3-pandas)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

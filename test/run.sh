@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 bash runner/setup-host.sh
 bash test/k8s/setup.sh
+bash test/container/setup.sh
 npm ci --no-audit --no-fund
 npm run build
 npm run lint

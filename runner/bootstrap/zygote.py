@@ -41,8 +41,8 @@ import uuid  # noqa: F401
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOCKET_PATH = sys.argv[1]
-# Preloaded already (LD_PRELOAD); this only finds it.
-LIBRARY = ctypes.CDLL(os.path.join(HERE, "libsandbox.so"))
+# libsandbox.so is preloaded (LD_PRELOAD): its sandbox_enter is found in the global namespace.
+LIBRARY = ctypes.CDLL(None)
 LIBRARY.sandbox_enter.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
 LIBRARY.sandbox_prepare.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
 

@@ -171,12 +171,20 @@ function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
   if (e.signal !== null) return fail('killed', `error: process killed by signal ${e.signal}`);
   if (e.code === 0) return { stderr: e.stderr, error: '', exitCode: 0, outcome: 'success' };
   const exitCode = e.code ?? -1;
-  if (lines.includes('eperm') && lastDenied !== undefined)
+  // Without network, a refused socket explains the failure even when the program saw another
+  // error: a name lookup turns the resolver's EPERM into "name not known".
+  const cause =
+    lines.includes('eperm') && lastDenied !== undefined
+      ? lastDenied
+      : e.network
+        ? undefined
+        : denied.findLast((s) => NETWORK_SYSCALLS.has(s));
+  if (cause !== undefined)
     return fail(
       'denied',
-      `error: operation not permitted: ${lastDenied}${denialHint(lastDenied, e.network)}`,
+      `error: operation not permitted: ${cause}${denialHint(cause, e.network)}`,
       exitCode,
-      lastDenied,
+      cause,
     );
   return fail('error', `process exited with code ${exitCode}`, exitCode);
 }

@@ -19,3 +19,5 @@ export const NATIVE_BUILD = path.join(REPO_ROOT, 'native', 'build');
 export const POLICY_SOURCE = path.join(REPO_ROOT, 'native', 'policies');
 export const BOOTSTRAP_SOURCE = path.join(REPO_ROOT, 'runner', 'bootstrap');
 export const DEPENDENCIES_DIR = path.join(REPO_ROOT, 'dependencies');
+/** What `npm run build` bundles for the bootstraps (runner/bundles/). */
+export const BUNDLES = path.join(REPO_ROOT, 'dist', 'bundles');

@@ -6,7 +6,13 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Language, RunnerConfig } from './config.js';
 import { nodeModulePaths, packagesDir } from './dependencies.js';
-import { BOOTSTRAP_SOURCE, DEPENDENCIES_DIR, NATIVE_BUILD, POLICY_SOURCE } from './paths.js';
+import {
+  BOOTSTRAP_SOURCE,
+  BUNDLES,
+  DEPENDENCIES_DIR,
+  NATIVE_BUILD,
+  POLICY_SOURCE,
+} from './paths.js';
 
 export const LAUNCHER = path.join(NATIVE_BUILD, 'sandbox-launcher');
 
@@ -51,7 +57,13 @@ export class Runtime {
     this.runtimeDir = path.join(config.workDir, 'runtime');
     this.runsDir = path.join(config.workDir, 'runs');
     this.policyDir = path.join(this.runtimeDir, 'policies');
-    this.library = path.join(this.runtimeDir, 'libsandbox.so');
+    // libsandbox.so is preloaded into every sandboxed interpreter. As root, runs have uids of
+    // their own that may not read the runner's files: they get a copy in the runtime directory
+    // (which must then allow executable mappings). Otherwise runs share the runner's uid and
+    // the built file serves, so the work directory may be mounted noexec (Docker's tmpfs is).
+    this.library = this.asRoot
+      ? path.join(this.runtimeDir, 'libsandbox.so')
+      : path.join(NATIVE_BUILD, 'libsandbox.so');
     // Live at once: the runs executing, the warm pools, and the ones being torn down.
     const size = 2 * (config.maxWorkers + config.warmPython3 + config.warmNodejs) + 16;
     this.uids = new UidPool(config.uidBase, size);
@@ -60,7 +72,11 @@ export class Runtime {
   /** Creates the work directory layout; fails with a clear message when it is unsafe. */
   async prepare(): Promise<void> {
     const { workDir } = this.config;
-    await fs.mkdir(workDir, { recursive: true, mode: 0o711 });
+    await fs.mkdir(workDir, { recursive: true, mode: 0o711 }).catch((err: Error) => {
+      throw new Error(
+        `SANDBOX_WORK_DIR ${workDir} cannot be created (${err.message}): it must be writable (with a read-only root filesystem, mount a tmpfs or an emptyDir there or above)`,
+      );
+    });
     const st = await fs.lstat(workDir);
     if (!st.isDirectory() || st.uid !== process.geteuid?.())
       throw new Error(`${workDir} must be a directory owned by the runner's user`);
@@ -77,7 +93,11 @@ export class Runtime {
         await fs.copyFile(path.join(POLICY_SOURCE, name), path.join(this.policyDir, name));
     for (const name of await fs.readdir(BOOTSTRAP_SOURCE))
       await fs.copyFile(path.join(BOOTSTRAP_SOURCE, name), path.join(this.runtimeDir, name));
-    await fs.copyFile(path.join(NATIVE_BUILD, 'libsandbox.so'), this.library);
+    if (this.asRoot) await fs.copyFile(path.join(NATIVE_BUILD, 'libsandbox.so'), this.library);
+    const bundle = path.join(BUNDLES, 'proxy-agents.cjs');
+    await fs.copyFile(bundle, path.join(this.runtimeDir, 'proxy-agents.cjs')).catch(() => {
+      throw new Error(`${bundle} is missing: run 'npm run build'`);
+    });
     for (const name of await fs.readdir(this.runtimeDir, { recursive: true }))
       await fs.chmod(path.join(this.runtimeDir, name), name.includes('.') ? 0o644 : 0o755);
 
@@ -206,6 +226,7 @@ export class Runtime {
       '--read', this.runtimeDir,
       '--read', packagesDir(config).root,
       '--read', DEPENDENCIES_DIR,
+      '--read', this.library,
       '--read', this.prefixes.get(id.language) ?? '/usr',
       '--landlock', config.landlock,
       '--env', `LD_PRELOAD=${this.library}`,
