@@ -4,6 +4,8 @@
  *   silently; the handler makes it fail with EPERM, as the program would expect, and reports
  *   its number on descriptor 3 so the runner can name the blocked call in its answer.
  * - Process creation is refused up front with the same report (see refuse_process_creation).
+ * - A call of the dangerous set through libc (syscall(), ptrace(), mount(), ...) is reported
+ *   ("kill NNN") just before the kernel kills the process for it, so the answer can name it.
  * - sandbox_enter() applies the whole isolation sequence inside a running process: a Python
  *   zygote's freshly forked child calls it (through ctypes) before it reads any user code.
  *
@@ -13,21 +15,32 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "policy.h"
 #include "sandbox.h"
 
 static int armed = 1;
 
-static void report_syscall(int nr) {
-  /* "sys NNN\n", formatted by hand: only async-signal-safe calls here. */
-  char line[16] = "sys ";
+/* The dangerous set: from SANDBOX_KILL (launcher) or from sandbox_apply() (zygote child). */
+static int kill_set[POLICY_MAX_KILL];
+static int n_kill;
+
+/* "WORD NNN\n" on the report descriptor, formatted by hand: only async-signal-safe calls. */
+static void report_number(const char *word, long nr) {
+  char line[24];
   char digits[8];
-  int len = 4, n = 0;
+  int len = 0, n = 0;
+  while (*word != '\0' && len < 8) line[len++] = *word++;
+  line[len++] = ' ';
+  if (nr < 0) nr = 0;
   do {
     digits[n++] = (char)('0' + nr % 10);
     nr /= 10;
@@ -39,6 +52,17 @@ static void report_syscall(int nr) {
     /* Nothing to do: the report is a courtesy, the EPERM is what matters. */
   }
   errno = saved;
+}
+
+static void report_syscall(int nr) { report_number("sys", nr); }
+
+/* Reports NR if it is in the dangerous set: the kernel is about to kill us for it. */
+static void report_if_dangerous(long nr) {
+  for (int i = 0; i < n_kill; i++)
+    if (kill_set[i] == nr) {
+      report_number("kill", nr);
+      return;
+    }
 }
 
 static void on_sigsys(int sig, siginfo_t *info, void *context) {
@@ -60,11 +84,84 @@ __attribute__((constructor)) static void install(void) {
   sa.sa_sigaction = on_sigsys;
   sa.sa_flags = SA_SIGINFO | SA_NODEFER;
   if (sigaction(SIGSYS, &sa, NULL) != 0) abort();
+  const char *list = getenv("SANDBOX_KILL");
+  for (const char *p = list; p != NULL && *p != '\0' && n_kill < POLICY_MAX_KILL;) {
+    kill_set[n_kill++] = (int)strtol(p, (char **)&p, 10);
+    if (*p == ',') p++;
+    else break;
+  }
   const char *zygote = getenv("SANDBOX_ZYGOTE");
   armed = zygote == NULL || strcmp(zygote, "1") != 0;
   /* The program need not know it was preloaded. */
   unsetenv("LD_PRELOAD");
   unsetenv("SANDBOX_ZYGOTE");
+  unsetenv("SANDBOX_KILL");
+}
+
+/* libc's entry points to the dangerous set: report, then let the kernel decide (and kill).
+ * A raw syscall instruction goes around them; then the run is killed without a name. */
+#define REAL(name, type) ((type)dlsym(RTLD_NEXT, name))
+
+long syscall(long nr, ...) {
+  va_list ap;
+  va_start(ap, nr);
+  long a[6];
+  for (int i = 0; i < 6; i++) a[i] = va_arg(ap, long);
+  va_end(ap);
+  report_if_dangerous(nr);
+  typedef long (*fn)(long, ...);
+  static fn real;
+  if (real == NULL) real = REAL("syscall", fn);
+  return real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+long ptrace(int request, ...) {
+  va_list ap;
+  va_start(ap, request);
+  long pid = va_arg(ap, long), addr = va_arg(ap, long), data = va_arg(ap, long);
+  va_end(ap);
+  report_if_dangerous(SYS_ptrace);
+  return REAL("ptrace", long (*)(int, long, long, long))(request, pid, addr, data);
+}
+
+int mount(const char *source, const char *target, const char *type, unsigned long flags,
+          const void *data) {
+  report_if_dangerous(SYS_mount);
+  typedef int (*fn)(const char *, const char *, const char *, unsigned long, const void *);
+  return REAL("mount", fn)(source, target, type, flags, data);
+}
+
+int umount2(const char *target, int flags) {
+  report_if_dangerous(SYS_umount2);
+  return REAL("umount2", int (*)(const char *, int))(target, flags);
+}
+
+int unshare(int flags) {
+  report_if_dangerous(SYS_unshare);
+  return REAL("unshare", int (*)(int))(flags);
+}
+
+int setns(int fd, int type) {
+  report_if_dangerous(SYS_setns);
+  return REAL("setns", int (*)(int, int))(fd, type);
+}
+
+int chroot(const char *path) {
+  report_if_dangerous(SYS_chroot);
+  return REAL("chroot", int (*)(const char *))(path);
+}
+
+int personality(unsigned long persona) {
+  report_if_dangerous(SYS_personality);
+  return REAL("personality", int (*)(unsigned long))(persona);
+}
+
+ssize_t process_vm_readv(pid_t pid, const struct iovec *local, unsigned long n_local,
+                         const struct iovec *remote, unsigned long n_remote, unsigned long flags) {
+  report_if_dangerous(SYS_process_vm_readv);
+  typedef ssize_t (*fn)(pid_t, const struct iovec *, unsigned long, const struct iovec *,
+                        unsigned long, unsigned long);
+  return REAL("process_vm_readv", fn)(pid, local, n_local, remote, n_remote, flags);
 }
 
 /* glibc's posix_spawn() and system() block every signal around their clone(), so a trapped
@@ -76,8 +173,6 @@ static int refuse_process_creation(void) {
   errno = EPERM;
   return EPERM;
 }
-
-#define REAL(name, type) ((type)dlsym(RTLD_NEXT, name))
 
 int posix_spawn(pid_t *pid, const char *path, const void *file_actions, const void *attr,
                 char *const argv[], char *const envp[]) {
@@ -148,6 +243,8 @@ int sandbox_enter(int argc, char **argv) {
   sandbox_step = "arguments";
   sandbox_parse_args(argc, argv, &o, 0);
   sandbox_apply(&o, -1);
+  for (int i = 0; i < sandbox_n_kill; i++) kill_set[i] = sandbox_kill_set[i];
+  n_kill = sandbox_n_kill;
   armed = 1;
   return 0;
 }

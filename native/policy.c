@@ -154,8 +154,11 @@ static int load_file(scmp_filter_ctx ctx, const char *dir, const char *name, pid
       for (int i = first; i < n; i++)
         if (strcmp(words[i], "if") == 0) if_at = i;
       if (if_at < 0) {
-        for (int i = first; rc == 0 && i < n; i++)
+        for (int i = first; rc == 0 && i < n; i++) {
           rc = add_rule(ctx, action, words[i], NULL, 0, where, err, len);
+          if (rc == 0 && action == SCMP_ACT_KILL_PROCESS && paths->n_kill < POLICY_MAX_KILL)
+            paths->kill[paths->n_kill++] = seccomp_syscall_resolve_name(words[i]);
+        }
         continue;
       }
       if (if_at != first + 1) {

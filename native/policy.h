@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #define POLICY_MAX_PATHS 64
+#define POLICY_MAX_KILL 128
 
 /* What a policy says besides syscall rules: the paths the interpreter may read, and the
  * files it may execute (itself and the dynamic loader, which the kernel opens for exec). */
@@ -15,6 +16,9 @@ struct policy_paths {
   int n_read;
   char *exec[POLICY_MAX_PATHS];
   int n_exec;
+  /* The syscall numbers of `kill` rules (the dangerous set), so that an attempt can be named. */
+  int kill[POLICY_MAX_KILL];
+  int n_kill;
 };
 
 /* Adds the rules of policy NAME (from DIR/NAME.policy, following `include` lines) to CTX and

@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
+#include <sched.h>
 #include <linux/capability.h>
 #include <seccomp.h>
 #include <stdarg.h>
@@ -15,8 +17,10 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -24,6 +28,8 @@
 #include "policy.h"
 
 const char *sandbox_step = "arguments";
+int sandbox_kill_set[POLICY_MAX_KILL];
+int sandbox_n_kill;
 
 void sandbox_die(const char *fmt, ...) {
   char msg[1024];
@@ -79,6 +85,8 @@ void sandbox_parse_args(int argc, char **argv, struct sandbox_options *o, int wa
     else if (strcmp(a, "--file-bytes") == 0) o->file_bytes = parse_limit(v);
     else if (strcmp(a, "--open-files") == 0) o->open_files = parse_limit(v);
     else if (strcmp(a, "--processes") == 0) o->processes = parse_limit(v);
+    else if (strcmp(a, "--disk-bytes") == 0) o->disk_bytes = parse_limit(v);
+    else if (strcmp(a, "--disk-files") == 0) o->disk_files = parse_limit(v);
     else if (strcmp(a, "--read") == 0 && o->n_read < SANDBOX_MAX_LIST) o->read[o->n_read++] = v;
     else if (strcmp(a, "--env") == 0 && o->n_env < SANDBOX_MAX_LIST) o->env[o->n_env++] = v;
     else if (strcmp(a, "--landlock") == 0) o->landlock_required = strcmp(v, "optional") != 0;
@@ -90,6 +98,8 @@ void sandbox_parse_args(int argc, char **argv, struct sandbox_options *o, int wa
   if (o->workdir == NULL || o->workdir[0] != '/') sandbox_die("--workdir must be an absolute path");
   if ((o->uid < 0) != (o->gid < 0)) sandbox_die("--uid and --gid go together");
   if (o->open_files == 0 || o->open_files >= SANDBOX_EXEC_FD) o->open_files = 256;
+  if (o->disk_bytes == 0) o->disk_bytes = 64ULL << 20;
+  if (o->disk_files == 0) o->disk_files = 4096;
   o->argv = &argv[i];
 }
 
@@ -151,6 +161,125 @@ static void apply_landlock(const struct sandbox_options *o, const struct policy_
   if (close(ruleset) != 0) sandbox_die_errno("close");
 }
 
+/* ---- As root: a filesystem of the run's own (mount namespace + pivot_root) ---- */
+
+/* Creates PATH (inside the new root, which nobody else can write) and its parents: a directory,
+ * or an empty file to bind a file onto. */
+static void make_mountpoint(const char *path, int directory) {
+  char buf[PATH_MAX];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) sandbox_die("path too long: %s", path);
+  for (char *p = buf + 1; *p != '\0'; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) sandbox_die("mkdir %s: %s", buf, strerror(errno));
+    *p = '/';
+  }
+  if (directory) {
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST) sandbox_die("mkdir %s: %s", buf, strerror(errno));
+    return;
+  }
+  int fd = open(buf, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444);
+  if (fd < 0 || close(fd) != 0) sandbox_die("create %s: %s", buf, strerror(errno));
+}
+
+/* Makes host PATH visible at the same path under ROOT, read-only and without setuid. A path that
+ * does not exist is skipped, as Landlock skips it. Symlinks are followed: what appears is what
+ * the path means on the host. */
+static void bind_readonly(const char *root, const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) return;
+    sandbox_die("stat %s: %s", path, strerror(errno));
+  }
+  char target[PATH_MAX];
+  if (snprintf(target, sizeof target, "%s%s", root, path) >= (int)sizeof target)
+    sandbox_die("path too long: %s", path);
+  make_mountpoint(target, S_ISDIR(st.st_mode));
+  /* Not MS_REC: mounts beneath PATH on the host (a /usr/... overlay, say) stay out. */
+  if (mount(path, target, NULL, MS_BIND, NULL) != 0) sandbox_die("bind %s: %s", path, strerror(errno));
+  /* A bind mount takes its flags on a remount: read-only, no setuid, and devices only where a
+   * device node is what was asked for (/dev/null). The host mount's own restrictions stay. */
+  struct statvfs sv;
+  if (statvfs(target, &sv) != 0) sandbox_die("statvfs %s: %s", target, strerror(errno));
+  unsigned long flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID;
+  if (!S_ISCHR(st.st_mode) || (sv.f_flag & ST_NODEV)) flags |= MS_NODEV;
+  if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+  if (mount(NULL, target, NULL, flags, NULL) != 0) sandbox_die("remount %s read-only: %s", path, strerror(errno));
+}
+
+static int compare_paths(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Whether PATH is PREFIX or lies beneath it. */
+static int beneath(const char *path, const char *prefix) {
+  size_t n = strlen(prefix);
+  return strncmp(path, prefix, n) == 0 && (path[n] == '\0' || path[n] == '/' || (n == 1 && prefix[0] == '/'));
+}
+
+/* Replaces the process's view of the filesystem with a new root holding only: the policy's
+ * read and exec paths and the runner's --read paths (read-only bind mounts), a /proc that shows
+ * only processes of the run's own uid, and the run's directory as a tmpfs of its own, limited in
+ * bytes and files. The new root is a small tmpfs mounted on the run's (empty, host) directory;
+ * the host's root is unmounted from this namespace, so no path leads back to it. */
+static void enter_private_root(const struct sandbox_options *o, const struct policy_paths *paths) {
+  /* A mount namespace of our own, and nothing we mount propagates back to the host. */
+  if (unshare(CLONE_NEWNS) != 0) sandbox_die_errno("unshare(CLONE_NEWNS)");
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) sandbox_die_errno("make / private");
+
+  const char *root = o->workdir;
+  if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=1024,mode=0755") != 0)
+    sandbox_die_errno("mount the new root");
+
+  const char *list[3 * POLICY_MAX_PATHS + SANDBOX_MAX_LIST];
+  int n = 0;
+  for (int i = 0; i < paths->n_read; i++) list[n++] = paths->read[i];
+  for (int i = 0; i < paths->n_exec; i++) list[n++] = paths->exec[i];
+  for (int i = 0; i < o->n_read; i++) list[n++] = o->read[i];
+  list[n++] = "/dev/null";
+  /* Parents sort before what lies beneath them: bind each tree once, at its top. */
+  qsort(list, (size_t)n, sizeof list[0], compare_paths);
+  const char *bound[3 * POLICY_MAX_PATHS + SANDBOX_MAX_LIST];
+  int n_bound = 0;
+  for (int i = 0; i < n; i++) {
+    int seen = beneath(list[i], "/proc"); /* a /proc of our own, below */
+    for (int k = 0; !seen && k < n_bound; k++) seen = beneath(list[i], bound[k]);
+    if (seen) continue;
+    bind_readonly(root, list[i]);
+    bound[n_bound++] = list[i];
+  }
+
+  /* /proc: only the pid directories (subset=pid: no /proc/sys, /proc/kcore, ...), and of those
+   * only the processes of this run's uid (hidepid=invisible): not the runner, not other runs. */
+  char target[PATH_MAX];
+  snprintf(target, sizeof target, "%s/proc", root);
+  make_mountpoint(target, 1);
+  if (mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible,subset=pid") != 0)
+    sandbox_die_errno("mount /proc");
+
+  /* The run's directory, at the same path as on the host: a tmpfs that bounds what the run can
+   * store (bytes and files), holds no executables or devices, and vanishes with the namespace. */
+  if (snprintf(target, sizeof target, "%s%s", root, o->workdir) >= (int)sizeof target)
+    sandbox_die("path too long: %s", o->workdir);
+  make_mountpoint(target, 1);
+  char data[256];
+  snprintf(data, sizeof data, "size=%llu,nr_inodes=%llu,mode=0700,uid=%ld,gid=%ld", o->disk_bytes,
+           o->disk_files + 1, o->uid, o->gid);
+  if (mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, data) != 0)
+    sandbox_die_errno("mount the run's directory");
+
+  /* Nothing more is added to the new root: read-only from here on. */
+  if (mount(NULL, root, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) != 0)
+    sandbox_die_errno("remount the new root read-only");
+
+  /* pivot_root(".", ".") stacks the old root on the new one; detaching it leaves the new root
+   * alone in this namespace, with no mount of the host's tree left to reach. */
+  if (chdir(root) != 0) sandbox_die_errno("chdir to the new root");
+  if (syscall(SYS_pivot_root, ".", ".") != 0) sandbox_die_errno("pivot_root");
+  if (umount2(".", MNT_DETACH) != 0) sandbox_die_errno("detach the old root");
+  if (chdir("/") != 0) sandbox_die_errno("chdir /");
+}
+
 static void drop_capabilities(void) {
   struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
   struct __user_cap_data_struct data[2];
@@ -159,9 +288,11 @@ static void drop_capabilities(void) {
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) sandbox_die_errno("clear ambient");
 }
 
-static char **build_env(const struct sandbox_options *o) {
+/* EXEC: the interpreter is still to be started, and libsandbox.so learns the dangerous set from
+ * SANDBOX_KILL (it removes the variable at once). */
+static char **build_env(const struct sandbox_options *o, int exec) {
   static char *envp[SANDBOX_MAX_LIST + 8];
-  static char home[4200], tmpdir[4200];
+  static char home[4200], tmpdir[4200], kill_list[8 + 8 * POLICY_MAX_KILL];
   int n = 0;
   snprintf(home, sizeof home, "HOME=%s", o->workdir);
   snprintf(tmpdir, sizeof tmpdir, "TMPDIR=%s", o->workdir);
@@ -172,6 +303,13 @@ static char **build_env(const struct sandbox_options *o) {
   for (int i = 0; i < o->n_env; i++) {
     if (strchr(o->env[i], '=') == NULL) sandbox_die("--env needs KEY=VALUE, got '%s'", o->env[i]);
     envp[n++] = (char *)o->env[i];
+  }
+  if (exec && sandbox_n_kill > 0) {
+    size_t used = (size_t)snprintf(kill_list, sizeof kill_list, "SANDBOX_KILL=");
+    for (int i = 0; i < sandbox_n_kill && used < sizeof kill_list; i++)
+      used += (size_t)snprintf(kill_list + used, sizeof kill_list - used, "%s%d", i > 0 ? "," : "",
+                               sandbox_kill_set[i]);
+    envp[n++] = kill_list;
   }
   envp[n] = NULL;
   if (clearenv() != 0) sandbox_die("clearenv failed");
@@ -217,6 +355,9 @@ static scmp_filter_ctx load_policies(const struct sandbox_options *o, pid_t self
   char err[1024];
   scmp_filter_ctx filter = seccomp_init(SCMP_ACT_TRAP);
   if (filter == NULL) sandbox_die("seccomp_init failed");
+  /* Syscalls of another ABI (int 0x80, x32) are not in any policy: kill, as the dangerous set. */
+  int rc = seccomp_attr_set(filter, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+  if (rc != 0) sandbox_die("bad-arch action: %s", strerror(-rc));
   for (int i = 0; i < o->n_policies; i++)
     if (policy_load(filter, o->policy_dir, o->policies[i], self, paths, err, sizeof err) != 0)
       sandbox_die("%s", err);
@@ -266,6 +407,9 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   struct policy_paths paths;
   memset(&paths, 0, sizeof paths);
   const int as_root = geteuid() == 0;
+  /* Checked first: as root, every later step assumes a uid and gid to drop to. */
+  sandbox_step = "privileges";
+  if (as_root && (o->uid <= 0 || o->gid <= 0)) sandbox_die("running as root requires a non-zero --uid and --gid");
 
   /* Compile the syscall policy first: its files are invisible once Landlock applies. It is
    * loaded last, so that every step before it may use any syscall it needs. A zygote has
@@ -275,6 +419,8 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   scmp_filter_ctx filter = NULL;
   if (precompiled != NULL) paths = precompiled->paths;
   else filter = load_policies(o, getpid(), &paths);
+  for (int i = 0; i < paths.n_kill; i++) sandbox_kill_set[i] = paths.kill[i];
+  sandbox_n_kill = paths.n_kill;
   if (exec_fd >= 0) {
     int rc = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(execveat), 2,
                               SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)exec_fd),
@@ -293,14 +439,29 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   set_limit(RLIMIT_NOFILE, "RLIMIT_NOFILE", o->open_files, 0);
   /* RLIMIT_NPROC counts every process of the real uid: only meaningful with a uid of our own. */
   if (as_root) set_limit(RLIMIT_NPROC, "RLIMIT_NPROC", o->processes, 0);
+  /* The main thread's stack is not part of RLIMIT_DATA: bound it too, whatever the runner's was. */
+  set_limit(RLIMIT_STACK, "RLIMIT_STACK", 8 << 20, 0);
+  sandbox_step = "oom score";
+  /* Should memory still run short around us, the kernel's OOM killer takes a run, never the
+   * runner: the highest score. Raising it needs no privilege; lowering it again would, and the
+   * file is read-only to the run (Landlock, and as root the run's own /proc). */
+  int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (oom < 0 || write(oom, "1000", 4) != 4 || close(oom) != 0) sandbox_die_errno("oom_score_adj");
 
   /* A private, empty working directory. mkdir fails if anything already stands at that path,
-   * so nobody can prepare it (or a symlink in its place) for us. */
+   * so nobody can prepare it (or a symlink in its place) for us. As root it stays root's: the
+   * run sees a tmpfs of its own at that path (below), never the host directory. */
   sandbox_step = "workdir";
   if (mkdir(o->workdir, 0700) != 0) sandbox_die("mkdir %s: %s", o->workdir, strerror(errno));
-  if (as_root && o->uid >= 0 && chown(o->workdir, (uid_t)o->uid, (gid_t)o->gid) != 0)
-    sandbox_die_errno("chown");
-  if (chdir(o->workdir) != 0) sandbox_die_errno("chdir");
+
+  /* As root: the run's own filesystem (mount namespace, read-only binds, its own /proc, a
+   * size-limited tmpfs for its directory), while we still have CAP_SYS_ADMIN. Landlock below
+   * then applies to this view. Without root there is no mount namespace to be had (a restricted
+   * pod refuses user namespaces): Landlock alone draws the view. */
+  if (as_root) {
+    sandbox_step = "filesystem";
+    enter_private_root(o, &paths);
+  }
 
   /* no_new_privs before Landlock: without CAP_SYS_ADMIN Landlock requires it, and nothing
    * after this point may gain privileges through exec anyway. */
@@ -316,7 +477,6 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
    * change, but any capability we were given goes. */
   sandbox_step = "privileges";
   if (as_root) {
-    if (o->uid <= 0 || o->gid <= 0) sandbox_die("running as root requires a non-zero --uid and --gid");
     /* Supplementary groups first: setgid/setuid leave them in place. */
     if (setgroups(0, NULL) != 0) sandbox_die_errno("setgroups");
     /* Group before user: once the uid is dropped the gid could no longer be changed
@@ -329,9 +489,14 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   }
   drop_capabilities();
 
+  /* Into the run's directory as the run itself: as root its tmpfs (mode 0700) admits only the
+   * run's uid, without needing CAP_DAC_OVERRIDE to get in. */
+  sandbox_step = "workdir";
+  if (chdir(o->workdir) != 0) sandbox_die_errno("chdir");
+
   /* A scrubbed environment: only what we set, nothing of the runner's (its API key). */
   sandbox_step = "environment";
-  char **envp = build_env(o);
+  char **envp = build_env(o, exec_fd >= 0);
 
   /* Descriptors: stdin, stdout, stderr, the report descriptor and the interpreter; nothing
    * else of the runner's (or of a zygote's) may leak into the sandbox. */

@@ -22,6 +22,8 @@ struct sandbox_options {
   const char *workdir;
   long uid, gid;
   rlim_t memory_bytes, cpu_seconds, file_bytes, open_files, processes;
+  /* As root, the run's directory is a tmpfs of this many bytes and files (inodes). */
+  unsigned long long disk_bytes, disk_files;
   const char *read[SANDBOX_MAX_LIST];
   int n_read;
   const char *env[SANDBOX_MAX_LIST];
@@ -30,6 +32,10 @@ struct sandbox_options {
   int landlock_required;
   char **argv; /* the interpreter and its arguments, after "--" (launcher only) */
 };
+
+/* The dangerous set of the policy last applied by sandbox_apply() (syscall numbers). */
+extern int sandbox_kill_set[];
+extern int sandbox_n_kill;
 
 /* The step being taken, for error messages. */
 extern const char *sandbox_step;

@@ -128,7 +128,11 @@ export function renderProfile(policies: Policy[], extra: string[] = []): Seccomp
   const errnos = new Map<number, string[]>();
   for (const [syscall, list] of [...rules].sort(([a], [b]) => a.localeCompare(b))) {
     const allows = list.filter((r) => r.action.kind === 'allow');
-    if (allows.some((r) => r.conditions.length === 0)) {
+    // A condition on the run's own pid cannot be stated here: the pod profile, the coarser
+    // outer layer, allows the syscall whole, and the launcher's filter narrows it per run.
+    if (
+      allows.some((r) => r.conditions.length === 0 || r.conditions.some((c) => c.value === '$pid'))
+    ) {
       always.push(syscall);
       continue;
     }

@@ -9,7 +9,15 @@ const http = require('node:http');
 const https = require('node:https');
 const path = require('node:path');
 const vm = require('node:vm');
-const { createRequire } = require('node:module');
+const Module = require('node:module');
+const { createRequire } = Module;
+
+// The runner's package directories (its one argument, taken off process.argv so programs see
+// the argv of `node code.js`): require() looks there after the run's own directories.
+// Module._initPaths reads them from NODE_PATH, which programs then need not see.
+process.env.NODE_PATH = process.argv.splice(2, 1)[0] ?? '';
+Module._initPaths();
+delete process.env.NODE_PATH;
 
 const REPORT_FD = 3;
 
@@ -21,14 +29,33 @@ function report(word) {
   }
 }
 
-// Whether an EPERM from the kernel is behind the error (fetch and others wrap it in `cause`).
-function causedByEperm(err) {
-  for (let i = 0; err && i < 10; i++, err = err.cause) if (err.code === 'EPERM') return true;
-  return false;
+// Which limit an error code means, in the words of the runner's reports.
+const LIMIT_CODES = {
+  EPERM: 'eperm',
+  EFBIG: 'fsize',
+  ENOSPC: 'disk',
+  EDQUOT: 'disk',
+  EMFILE: 'nofile',
+};
+
+// The report word for why ERR ended the program (fetch and others wrap causes in `cause`).
+function explain(err) {
+  for (let i = 0; err && i < 10; i++, err = err.cause) {
+    if (typeof err !== 'object') return undefined;
+    if (Object.hasOwn(LIMIT_CODES, err.code)) return LIMIT_CODES[err.code];
+    // libuv's SystemError (os.setPriority, ...) carries the errno in `info`
+    if (err.info && Object.hasOwn(LIMIT_CODES, err.info.code)) return LIMIT_CODES[err.info.code];
+    // RLIMIT_DATA refused an ArrayBuffer's memory (V8's own heap limit is reported by V8)
+    if (err instanceof RangeError && /allocation failed/i.test(err.message)) return 'memory';
+    // a thread could not be created (RLIMIT_NPROC): new Worker() fails with EAGAIN
+    if (err.code === 'EAGAIN' || err.message === 'EAGAIN') return 'threads';
+  }
+  return undefined;
 }
 
 process.on('uncaughtExceptionMonitor', (err) => {
-  if (causedByEperm(err)) report('eperm');
+  const why = explain(err);
+  if (why !== undefined) report(why);
 });
 
 function run(source, name) {
@@ -52,7 +79,13 @@ function installProxy() {
   const env = process.env;
   if (!(env.HTTP_PROXY || env.HTTPS_PROXY || env.http_proxy || env.https_proxy)) return;
   let agents;
-  const load = () => (agents ??= require('./proxy-agents.cjs'));
+  // Beside this file (the runner's copy, as root), or where `npm run build` put it.
+  const load = () =>
+    (agents ??= require(
+      fs.existsSync(path.join(__dirname, 'proxy-agents.cjs'))
+        ? './proxy-agents.cjs'
+        : path.join(__dirname, '../../dist/bundles/proxy-agents.cjs'),
+    ));
   // fetch: the global dispatcher every copy of undici shares, Node's built-in one included.
   let dispatcher;
   const lazyDispatcher = {
@@ -80,10 +113,9 @@ function installProxy() {
 
 installProxy();
 
-// Pay for lazily initialised parts now, before "ready", not in the run: the stdio streams
-// and the compiler of the function wrapper.
-void process.stdout;
-void process.stderr;
+// Pay for the compiler of the function wrapper now, before "ready", not in the run. (Not for
+// process.stdout: creating it makes descriptor 1 non-blocking, and fs.writeSync(1) of a
+// program would then fail with EAGAIN.)
 vm.compileFunction('return 0', ['exports', 'require', 'module', '__filename', '__dirname']);
 
 report('ready');

@@ -31,19 +31,40 @@ def run(source, filename, module):
     exec(compile(source, filename, "exec"), module.__dict__)
 
 
-def caused_by_eperm(exc):
-    """Whether an EPERM from the kernel is behind EXC (libraries wrap it: URLError, ...)."""
+# Which limit an errno means, in the words of the runner's reports.
+LIMIT_ERRNOS = {
+    errno.EFBIG: "fsize",  # RLIMIT_FSIZE (Python ignores SIGXFSZ, so the write fails instead)
+    errno.ENOSPC: "disk",  # the run directory's bytes or files
+    errno.EDQUOT: "disk",
+    errno.EMFILE: "nofile",  # RLIMIT_NOFILE
+}
+
+
+def causes(exc):
+    """EXC and what is behind it (libraries wrap errors: URLError.reason, __cause__, ...)."""
     seen = 0
     while exc is not None and seen < 10:
-        if isinstance(exc, OSError) and exc.errno == errno.EPERM:
-            return True
+        yield exc
         reason = getattr(exc, "reason", None)
         if isinstance(reason, BaseException):
             exc = reason
         else:
             exc = exc.__cause__ or exc.__context__
         seen += 1
-    return False
+
+
+def explain(exc):
+    """The report word for why EXC ended the program, or None."""
+    for cause in causes(exc):
+        if isinstance(cause, MemoryError):
+            return "memory"
+        if isinstance(cause, OSError) and cause.errno == errno.EPERM:
+            return "eperm"
+        if isinstance(cause, OSError) and cause.errno in LIMIT_ERRNOS:
+            return LIMIT_ERRNOS[cause.errno]
+        if isinstance(cause, RuntimeError) and "can't start new thread" in str(cause):
+            return "threads"  # RLIMIT_NPROC
+    return None
 
 
 def print_user_traceback(exc):
@@ -65,13 +86,10 @@ def main():
         if request.get("preload"):
             run(request["preload"], "<preload>", module)
         run(request["code"], "<code>", module)
-    except MemoryError as exc:
-        report("memory")
-        print_user_traceback(exc)
-        sys.exit(1)
     except Exception as exc:
-        if caused_by_eperm(exc):
-            report("eperm")
+        why = explain(exc)
+        if why is not None:
+            report(why)
         print_user_traceback(exc)
         sys.exit(1)
 

@@ -5,6 +5,8 @@
 # sandbox_enter() (its own uid, directory, Landlock, seccomp, ...), and only then runs the
 # bootstrap, which reports "ready" and reads the user's code.
 #
+# Usage: zygote.py SOCKET_PATH
+#
 # It also starts the other interpreters: for {"exec": [...]} a child connects back the same way
 # and then executes the launcher, which confines it and becomes the interpreter (a fork of
 # this small process is cheaper than the runner spawning one itself).
@@ -87,6 +89,8 @@ def become_sandboxed(command, wakeup_fds):
     Never returns."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    # Nothing of the siblings stays in this process's memory (their tokens, from the zygote's).
+    children.clear()
     for fd in wakeup_fds:
         os.close(fd)
     token = command["token"]

@@ -35,6 +35,8 @@ export interface RunnerConfig {
   cpuSeconds: number;
   maxOutputBytes: number;
   maxFileBytes: number;
+  maxDiskBytes: number;
+  maxFiles: number;
   maxOpenFiles: number;
   maxThreads: number;
   maxBodyBytes: number;
@@ -261,6 +263,26 @@ export const SETTINGS: readonly Setting[] = [
     doc: 'largest file a run may write (bytes)',
   },
   {
+    key: 'maxDiskBytes',
+    env: 'SANDBOX_MAX_DISK_BYTES',
+    yaml: 'limits.disk_bytes',
+    kind: 'int',
+    default: '67108864',
+    min: 1048576,
+    max: 1099511627776,
+    doc: "bytes a run may store in its directory, all files together (as root: the size of the run's tmpfs, which counts towards the pod's memory; otherwise checked by the runner while the run goes on)",
+  },
+  {
+    key: 'maxFiles',
+    env: 'SANDBOX_MAX_FILES',
+    yaml: 'limits.files',
+    kind: 'int',
+    default: '4096',
+    min: 16,
+    max: 1000000,
+    doc: 'files and directories a run may create in its directory (enforced like `SANDBOX_MAX_DISK_BYTES`)',
+  },
+  {
     key: 'maxOpenFiles',
     env: 'SANDBOX_MAX_OPEN_FILES',
     yaml: 'limits.open_files',
@@ -278,7 +300,7 @@ export const SETTINGS: readonly Setting[] = [
     default: '64',
     min: 8,
     max: 4096,
-    doc: 'threads per run (enforced when the runner is root, where each run has its own uid)',
+    doc: "threads per run (as root by `RLIMIT_NPROC` on the run's own uid; otherwise checked by the runner while the run goes on)",
   },
   {
     key: 'maxBodyBytes',

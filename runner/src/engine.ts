@@ -11,6 +11,8 @@ export class Busy extends Error {
 }
 
 export class Engine {
+  /** Told when a run could not be confined (the sandbox setup failed): fail closed. */
+  onSandboxError?: (reason: string) => void;
   private admitted = 0;
   private running = 0;
   private readonly waiting: Array<() => void> = [];
@@ -36,6 +38,7 @@ export class Engine {
     try {
       const proc = this.sandboxes.acquire(req.language, req.network);
       const result = await runRequest(this.runtime, proc, req);
+      if (result.outcome === 'sandbox_error') this.onSandboxError?.(result.error.trim());
       const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
       this.metrics.duration.observe({ language: req.language }, seconds);
       this.metrics.executions.inc({ language: req.language, outcome: result.outcome });

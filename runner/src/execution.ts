@@ -3,6 +3,7 @@
 import type { Language } from './config.js';
 import type { Exit, SandboxProcess } from './process.js';
 import type { Runtime } from './runtime.js';
+import { measureTree, Watchdog } from './watchdog.js';
 
 const LAUNCHER_FAILED = 125;
 
@@ -13,7 +14,10 @@ export type Outcome =
   | 'timeout'
   | 'memory_limit'
   | 'cpu_limit'
-  | 'file_limit'
+  | 'file_limit' // one file over RLIMIT_FSIZE
+  | 'disk_limit' // the run's directory over its bytes or files
+  | 'open_files_limit'
+  | 'thread_limit'
   | 'output_limit'
   | 'killed' // a signal, e.g. the dangerous set of the policy
   | 'sandbox_error'; // the sandbox could not be set up: nothing of the user ran
@@ -46,7 +50,11 @@ class CappedBuffer {
   ) {}
   push(chunk: Buffer): void {
     const room = this.cap - this.size;
-    if (room <= 0) return;
+    // At the cap, more output is over it (a stream can reach the cap exactly, then go on).
+    if (room <= 0) {
+      if (chunk.length > 0) this.onOverflow();
+      return;
+    }
     if (chunk.length > room) {
       this.chunks.push(chunk.subarray(0, room));
       this.size = this.cap;
@@ -81,17 +89,38 @@ export async function runRequest(
   const stderr = new CappedBuffer(config.maxOutputBytes, () => kill('output_limit'));
   // Before anything else: a process may end before it is ready, with output.
   let timer: NodeJS.Timeout | undefined;
+  let watchdog: Watchdog | undefined;
   if (await proc.ready) {
     const streams = proc.streams();
     streams.stdout.on('data', (c: Buffer) => stdout.push(c)).resume();
     streams.stderr.on('data', (c: Buffer) => stderr.push(c)).resume();
     timer = setTimeout(() => kill('timeout'), config.workerTimeoutSeconds * 1000);
+    if (proc.pid !== undefined) {
+      // As root the kernel bounds threads (RLIMIT_NPROC of the run's uid) and the directory
+      // (its tmpfs); otherwise the watchdog does.
+      const limits = runtime.asRoot
+        ? {}
+        : { threads: config.maxThreads, diskBytes: config.maxDiskBytes, files: config.maxFiles };
+      watchdog = new Watchdog(proc.pid, proc.id.workdir, limits, kill);
+      watchdog.start();
+    }
     streams.stdin.end(JSON.stringify({ code: req.code, preload: req.preload }));
   } else {
     proc.kill();
   }
   const exit = await proc.ended;
   clearTimeout(timer);
+  watchdog?.stop();
+  // Without root the directory is only sampled: look once more at what the run left, so that a
+  // run that went over and ended between two samples fails all the same.
+  if (watchdog !== undefined && !runtime.asRoot && limitHit === undefined) {
+    const usage = await measureTree(proc.id.workdir, config.maxFiles + 1).catch(() => undefined);
+    if (
+      usage !== undefined &&
+      (usage.entries > config.maxFiles || usage.bytes > config.maxDiskBytes)
+    )
+      limitHit = 'disk_limit';
+  }
   await runtime.release(proc.id);
   const result = explain({
     ...exit,
@@ -100,6 +129,7 @@ export async function runRequest(
     reports: proc.reportLog,
     runtime,
     network: req.network,
+    cpuSeconds: watchdog?.cpuSeconds ?? 0,
   });
   return { ...result, stdout: stdout.text() };
 }
@@ -129,6 +159,13 @@ interface Ending extends Exit {
   reports: string[];
   runtime: Runtime;
   network: boolean;
+  /** CPU seconds the watchdog last saw the program at. */
+  cpuSeconds: number;
+}
+
+/** 16777216 -> "16 MiB"; other numbers of bytes as they are. */
+function bytes(n: number): string {
+  return n % (1024 * 1024) === 0 ? `${n / (1024 * 1024)} MiB` : `${n} bytes`;
 }
 
 function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
@@ -139,6 +176,11 @@ function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
     .filter((l) => l.startsWith('sys '))
     .map((l) => e.runtime.syscallName(Number(l.slice(4))));
   const lastDenied = denied.at(-1);
+  // A call of the dangerous set that libsandbox.so saw go out just before the kernel killed us.
+  const lastKilled = lines
+    .filter((l) => l.startsWith('kill '))
+    .map((l) => e.runtime.syscallName(Number(l.slice(5))))
+    .at(-1);
   const fail = (outcome: Outcome, reason: string, exitCode = -1, deniedSyscall?: string) => ({
     stderr: e.stderr,
     error: `${reason}\n${e.stderr}`,
@@ -152,25 +194,55 @@ function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
       ...fail('sandbox_error', `error: sandbox setup failed: ${launcherFailure.slice(18)}`),
       stderr: '',
     };
-  if (e.limitHit === 'timeout') return fail('timeout', 'error: timeout');
-  if (e.limitHit === 'output_limit') return fail('output_limit', 'error: output limit exceeded');
-  if (e.signal === 'SIGXCPU')
-    return fail('cpu_limit', `error: cpu time limit exceeded (${config.cpuSeconds} s)`);
-  if (e.signal === 'SIGXFSZ') return fail('file_limit', 'error: file size limit exceeded');
-  const memory = lines.includes('memory') || /JavaScript heap out of memory/.test(e.stderr);
-  if (memory) return fail('memory_limit', `error: memory limit exceeded (${config.memoryMiB} MiB)`);
+  const limit: Partial<Record<Outcome, string>> = {
+    timeout: 'error: timeout',
+    output_limit: 'error: output limit exceeded',
+    cpu_limit: `error: cpu time limit exceeded (${config.cpuSeconds} s)`,
+    memory_limit: `error: memory limit exceeded (${config.memoryMiB} MiB)`,
+    file_limit: `error: file size limit exceeded (${bytes(config.maxFileBytes)})`,
+    disk_limit: `error: disk limit exceeded (${bytes(config.maxDiskBytes)} or ${config.maxFiles} files in the run's directory)`,
+    open_files_limit: `error: open file limit exceeded (${config.maxOpenFiles})`,
+    thread_limit: `error: thread limit exceeded (${config.maxThreads})`,
+  };
+  const limitFail = (outcome: Outcome) => fail(outcome, limit[outcome] ?? `error: ${outcome}`);
+  if (e.limitHit !== undefined) return limitFail(e.limitHit);
+  if (e.signal === 'SIGXCPU') return limitFail('cpu_limit');
+  // SIGKILL that the runner did not send: the hard CPU limit, a second after the soft one
+  // (the program ignored SIGXCPU).
+  if (e.signal === 'SIGKILL' && e.cpuSeconds >= config.cpuSeconds - 0.5)
+    return limitFail('cpu_limit');
+  if (e.signal === 'SIGXFSZ') return limitFail('file_limit');
+  // V8 says so in several ways when memory runs out (its OOM report starts "Last few GCs");
+  // C++ code of Node.js aborts with std::bad_alloc.
+  const memory =
+    lines.includes('memory') ||
+    /JavaScript heap out of memory|Fatal (process|javascript) (out of memory|OOM)|<--- Last few GCs --->|std::bad_alloc/.test(
+      e.stderr,
+    );
+  if (memory) return limitFail('memory_limit');
   if (e.signal === 'SIGSYS') {
-    const name = lastDenied ?? 'a forbidden system call';
+    const name = lastKilled ?? lastDenied ?? 'a system call of the dangerous set';
     return fail(
       'killed',
       `error: operation not permitted: ${name}${denialHint(name, e.network)} (killed)`,
       -1,
-      lastDenied,
+      lastKilled ?? lastDenied,
     );
   }
+  if (e.signal === 'SIGSEGV')
+    return fail('killed', 'error: process killed by signal SIGSEGV (e.g. a stack overflow)');
   if (e.signal !== null) return fail('killed', `error: process killed by signal ${e.signal}`);
   if (e.code === 0) return { stderr: e.stderr, error: '', exitCode: 0, outcome: 'success' };
   const exitCode = e.code ?? -1;
+  // The bootstraps report which limit an uncaught error came from.
+  const reported: Array<[string, Outcome]> = [
+    ['disk', 'disk_limit'],
+    ['fsize', 'file_limit'],
+    ['nofile', 'open_files_limit'],
+    ['threads', 'thread_limit'],
+  ];
+  for (const [word, outcome] of reported)
+    if (lines.includes(word)) return fail(outcome, limit[outcome]!, exitCode);
   // Without network, a refused socket explains the failure even when the program saw another
   // error: a name lookup turns the resolver's EPERM into "name not known".
   const cause =

@@ -35,6 +35,8 @@ export interface SandboxProcess {
   streams(): Streams;
   /** Resolves when the process has exited and all of its output has been read. */
   readonly ended: Promise<Exit>;
+  /** Its process id, once known (the limits watchdog reads /proc/PID). */
+  readonly pid: number | undefined;
   kill(): void;
 }
 
@@ -102,6 +104,7 @@ export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
   return {
     id,
     reportLog,
+    pid: child.pid,
     ready: watchReports(streams.reports, reportLog),
     streams: () => streams,
     // Drained only after the exit: until then a run may still attach its collectors.
@@ -212,7 +215,10 @@ export class Zygote {
     const { runtime } = this;
     const child = spawn(
       runtime.config.pythonPath,
-      ['-I', '-B', '-X', 'utf8', path.join(runtime.runtimeDir, 'zygote.py'), this.socketPath],
+      [
+        ...['-I', '-B', '-X', 'utf8', path.join(runtime.bootstrapDir, 'zygote.py')],
+        ...[this.socketPath, runtime.library],
+      ],
       {
         stdio: ['pipe', 'pipe', 'pipe'],
         env: { LD_PRELOAD: runtime.library, SANDBOX_ZYGOTE: '1', LANG: 'C.UTF-8' },

@@ -25,6 +25,14 @@ export interface SandboxIdentity {
   uid: number | undefined;
 }
 
+/** What the runner needs as root: bit number and name (linux/capability.h). */
+const ROOT_CAPABILITIES: ReadonlyArray<[number, string]> = [
+  [21, 'CAP_SYS_ADMIN'], // the run's mount namespace, tmpfs, /proc and pivot_root
+  [7, 'CAP_SETUID'], // the drop to the run's uid
+  [6, 'CAP_SETGID'], // ... and gid, and no supplementary groups
+  [5, 'CAP_KILL'], // ending a run (another uid) at its time or output limit
+];
+
 /** Hands out uids so that no two live sandboxed processes share one (when root). */
 class UidPool {
   private readonly free: number[];
@@ -46,8 +54,17 @@ export class Runtime {
   readonly runtimeDir: string;
   readonly runsDir: string;
   readonly policyDir: string;
-  readonly library: string;
   readonly asRoot = process.geteuid?.() === 0;
+  /**
+   * Where sandboxed interpreters find libsandbox.so and the bootstraps. As root: copies in the
+   * runtime directory, root's files, readable by every run's uid. Without root every file the
+   * runner writes has the runs' uid too, and a run could change the modes of what it can open
+   * (fchmod): then the installed files are used in place, which belong to someone else.
+   */
+  readonly library: string;
+  readonly bootstrapDir: string;
+  /** Problems found by prepare() that weaken isolation without stopping it (logged at start). */
+  readonly warnings: string[] = [];
   private readonly syscallNames = new Map<number, string>();
   /** Per language, the installation prefix of its interpreter (readable in the sandbox). */
   private readonly prefixes = new Map<Language, string>();
@@ -64,6 +81,7 @@ export class Runtime {
     this.library = this.asRoot
       ? path.join(this.runtimeDir, 'libsandbox.so')
       : path.join(NATIVE_BUILD, 'libsandbox.so');
+    this.bootstrapDir = this.asRoot ? this.runtimeDir : BOOTSTRAP_SOURCE;
     // Live at once: the runs executing, the warm pools, and the ones being torn down.
     const size = 2 * (config.maxWorkers + config.warmPython3 + config.warmNodejs) + 16;
     this.uids = new UidPool(config.uidBase, size);
@@ -93,7 +111,11 @@ export class Runtime {
         await fs.copyFile(path.join(POLICY_SOURCE, name), path.join(this.policyDir, name));
     for (const name of await fs.readdir(BOOTSTRAP_SOURCE))
       await fs.copyFile(path.join(BOOTSTRAP_SOURCE, name), path.join(this.runtimeDir, name));
-    if (this.asRoot) await fs.copyFile(path.join(NATIVE_BUILD, 'libsandbox.so'), this.library);
+    // Runs of uids of their own (as root) may not read the runner's files: they get copies.
+    await fs.copyFile(
+      path.join(NATIVE_BUILD, 'libsandbox.so'),
+      path.join(this.runtimeDir, 'libsandbox.so'),
+    );
     const bundle = path.join(BUNDLES, 'proxy-agents.cjs');
     await fs.copyFile(bundle, path.join(this.runtimeDir, 'proxy-agents.cjs')).catch(() => {
       throw new Error(`${bundle} is missing: run 'npm run build'`);
@@ -128,6 +150,41 @@ export class Runtime {
         throw new Error(`${setting}: ${file} does not exist`);
       });
       this.prefixes.set(language, path.dirname(path.dirname(real)));
+    }
+    if (!this.asRoot) await this.checkOwnership();
+  }
+
+  /**
+   * As root, the capabilities the runner needs and may have been denied (a container's
+   * `--cap-drop`): undefined when all are there. The launcher fails closed without the first
+   * three; without CAP_KILL the runner could not end a run of another uid at its time limit.
+   */
+  async missingCapabilities(): Promise<string | undefined> {
+    if (!this.asRoot) return undefined;
+    const status = await fs.readFile('/proc/self/status', 'utf8');
+    const effective = BigInt(`0x${/^CapEff:\s*([0-9a-f]+)/m.exec(status)?.[1] ?? '0'}`);
+    const missing = ROOT_CAPABILITIES.filter(([bit]) => (effective & (1n << BigInt(bit))) === 0n);
+    if (missing.length === 0) return undefined;
+    return `started as root without ${missing.map(([, name]) => name).join(', ')}: as root the runner needs CAP_SYS_ADMIN, CAP_SETUID, CAP_SETGID and CAP_KILL (or start it as a non-root user)`;
+  }
+
+  /** Without root: what runs may open must not be the runner's (runs share its uid). */
+  private async checkOwnership(): Promise<void> {
+    const uid = process.geteuid?.();
+    // Every path a run is granted to read, for either language (what sandboxArgs passes).
+    const granted = new Set<string>();
+    for (const language of ['python3', 'nodejs'] as const) {
+      const args = this.sandboxArgs({ language, network: false, workdir: '/', uid: undefined });
+      args.forEach((arg, i) => {
+        if (arg === '--read' && args[i + 1] !== undefined) granted.add(args[i + 1]!);
+      });
+    }
+    for (const file of granted) {
+      const st = await fs.stat(file).catch(() => undefined);
+      if (st?.uid === uid)
+        this.warnings.push(
+          `${file} belongs to the runner's uid ${uid}, which sandboxed runs share when the runner is not root: a run could change its mode (install the runner and interpreters as another user, e.g. root, as in the container image)`,
+        );
     }
   }
 
@@ -175,7 +232,7 @@ export class Runtime {
         '-B',
         '-X',
         'utf8',
-        path.join(this.runtimeDir, 'python3.py'),
+        path.join(this.bootstrapDir, 'python3.py'),
       ];
     // V8's heap limit below the memory limit, so that running out is a clean, named error.
     const heapMiB = Math.max(16, Math.floor(config.memoryMiB * 0.75));
@@ -183,7 +240,9 @@ export class Runtime {
       config.nodejsPath,
       `--max-old-space-size=${heapMiB}`,
       '--no-addons',
-      path.join(this.runtimeDir, 'nodejs.cjs'),
+      path.join(this.bootstrapDir, 'nodejs.cjs'),
+      // Where require() also looks: the packages of dependencies/ and SANDBOX_NODEJS_PACKAGES.
+      nodeModulePaths(config).join(':'),
     ];
   }
 
@@ -196,7 +255,6 @@ export class Runtime {
       OMP_NUM_THREADS: '1',
       MKL_NUM_THREADS: '1',
     };
-    if (id.language === 'nodejs') env.NODE_PATH = nodeModulePaths(this.config).join(':');
     if (!id.network) return env;
     for (const [name, value] of [
       ['HTTP_PROXY', this.config.httpProxy],
@@ -223,15 +281,21 @@ export class Runtime {
       '--file-bytes', String(config.maxFileBytes),
       '--open-files', String(config.maxOpenFiles),
       '--processes', String(config.maxThreads),
-      '--read', this.runtimeDir,
+      '--disk-bytes', String(config.maxDiskBytes),
+      '--disk-files', String(config.maxFiles),
+      '--read', this.bootstrapDir,
       '--read', packagesDir(config).root,
       '--read', DEPENDENCIES_DIR,
       '--read', this.library,
+      // Without root the proxy agents are read where they were built (see nodejs.cjs).
+      ...(this.asRoot ? [] : ['--read', BUNDLES]),
       '--read', this.prefixes.get(id.language) ?? '/usr',
       '--landlock', config.landlock,
       '--env', `LD_PRELOAD=${this.library}`,
     ]; // prettier-ignore
-    if (id.uid !== undefined) args.push('--uid', String(id.uid), '--gid', String(id.uid));
+    // With a uid of its own, a run may change modes by path (it reaches only its own files).
+    if (id.uid !== undefined)
+      args.push('--uid', String(id.uid), '--gid', String(id.uid), '--policy', 'own-uid');
     if (id.network) args.push('--policy', 'network', '--network');
     for (const [name, value] of Object.entries(this.programEnv(id)))
       args.push('--env', `${name}=${value}`);

@@ -13,6 +13,9 @@ import { NATIVE_BUILD } from './paths.js';
 import { Sandboxes } from './pool.js';
 import { Runtime } from './runtime.js';
 
+/** How often a runner that became not ready re-runs its self-test. */
+const RECHECK_MS = 2000;
+
 /** Code that must print "ok": it runs through every layer and checks that a socket is refused. */
 const SELF_TESTS = {
   python3: [
@@ -77,6 +80,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       { keys: config.unknownKeys },
       `config.yaml has keys this runner does not know (ignored): ${config.unknownKeys.join(', ')}`,
     );
+  for (const warning of runtime.warnings) logger.warn(warning);
   if (config.apiKeyDefaulted)
     logger.warn(
       'API_KEY is not set: using the default key "dify-sandbox" (allowed on loopback only)',
@@ -89,7 +93,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   );
   if (failure === undefined) {
     await sandboxes.start();
-    failure = await selfTest(engine, logger);
+    failure = (await runtime.missingCapabilities()) ?? (await selfTest(engine, logger));
   }
   if (failure !== undefined) {
     readiness.reason = failure;
@@ -99,6 +103,33 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     readiness.reason = 'ok';
   }
   metrics.ready.set(readiness.ready ? 1 : 0);
+
+  // Fail closed later too: when a run's sandbox cannot be set up (a policy file gone or broken,
+  // the kernel refusing a layer), the runner is not ready until a self-test passes again.
+  let recheck: NodeJS.Timeout | undefined;
+  const scheduleRecheck = () => {
+    recheck = setTimeout(async () => {
+      const again = await selfTest(engine, logger).catch((err: Error) => err.message);
+      if (again === undefined) {
+        readiness.ready = true;
+        readiness.reason = 'ok';
+        metrics.ready.set(1);
+        logger.info('sandbox self-test passed again: ready');
+      } else {
+        readiness.reason = again;
+        scheduleRecheck();
+      }
+    }, RECHECK_MS);
+    recheck.unref();
+  };
+  engine.onSandboxError = (reason) => {
+    if (!readiness.ready) return;
+    readiness.ready = false;
+    readiness.reason = reason.split('\n')[0] ?? reason;
+    metrics.ready.set(0);
+    logger.error({ reason }, 'a sandbox could not be set up: not ready until a self-test passes');
+    scheduleRecheck();
+  };
 
   const server = await new Promise<Server>((resolve, reject) => {
     const s = app.listen(config.port, config.host, () => resolve(s));
@@ -116,6 +147,8 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     server,
     config,
     close: async () => {
+      clearTimeout(recheck);
+      engine.onSandboxError = undefined;
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

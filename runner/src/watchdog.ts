@@ -1,0 +1,114 @@
+// Samples a running execution from the outside: its CPU time and threads (/proc/PID/stat) and,
+// when asked, what it stores in its directory. Without root the kernel cannot bound the last two
+// per run (runs share the runner's uid, so RLIMIT_NPROC would count the runner's own threads, and
+// there is no tmpfs of the run's own): the watchdog ends a run that crosses them, within one
+// sampling period. As root it only samples, so that a run the kernel killed at the hard CPU
+// limit can be explained as such.
+import fs from 'node:fs/promises';
+import path from 'node:path';
+
+const PERIOD_MS = 25;
+const DISK_EVERY = 4; // ticks: the directory is walked every 100 ms
+const CLOCK_TICKS = 100; // USER_HZ, the unit of utime and stime in /proc/PID/stat
+
+export interface WatchdogLimits {
+  threads?: number;
+  diskBytes?: number;
+  files?: number;
+}
+
+export type Breach = 'thread_limit' | 'disk_limit';
+
+export class Watchdog {
+  /** CPU seconds (user + system) at the last sample. */
+  cpuSeconds = 0;
+  /** Threads at the last sample. */
+  threads = 0;
+  private timer?: NodeJS.Timeout;
+  private busy = false;
+  private ticks = 0;
+
+  constructor(
+    private readonly pid: number,
+    private readonly workdir: string,
+    private readonly limits: WatchdogLimits,
+    private readonly onBreach: (why: Breach) => void,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.tick(), PERIOD_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private async tick(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      await this.sample();
+      const { threads, diskBytes, files } = this.limits;
+      if (threads !== undefined && this.threads > threads) return this.breach('thread_limit');
+      if (diskBytes !== undefined && files !== undefined && this.ticks++ % DISK_EVERY === 0) {
+        const usage = await measureTree(this.workdir, files + 1);
+        if (usage.entries > files || usage.bytes > diskBytes) return this.breach('disk_limit');
+      }
+    } catch {
+      // the process or its directory is gone: the run is ending anyway
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private breach(why: Breach): void {
+    this.stop();
+    this.onBreach(why);
+  }
+
+  private async sample(): Promise<void> {
+    const stat = await fs.readFile(`/proc/${this.pid}/stat`, 'latin1');
+    // Fields after "(comm)", which may itself hold spaces and parentheses.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime, stime and num_threads are fields 14, 15 and 20 of proc(5): 12, 13, 18 here.
+    this.cpuSeconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    this.threads = Number(fields[17]);
+  }
+}
+
+/**
+ * Bytes allocated to, and the number of entries beneath, DIR; stops counting past MAX_ENTRIES.
+ * Symlinks are not followed. A directory the run made unreadable (fchmod: it has the runner's
+ * uid) cannot be measured, so it counts as over the limit: changing its mode back would follow
+ * whatever the run put in its place.
+ */
+export async function measureTree(
+  dir: string,
+  maxEntries: number,
+): Promise<{ bytes: number; entries: number }> {
+  let bytes = 0;
+  let entries = 0;
+  const pending = [dir];
+  while (pending.length > 0 && entries <= maxEntries) {
+    const current = pending.pop()!;
+    let names: string[];
+    try {
+      names = await fs.readdir(current);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EPERM') return { bytes: Infinity, entries: Infinity };
+      if (code === 'ENOENT' || code === 'ENOTDIR') continue; // removed meanwhile
+      throw err;
+    }
+    for (const name of names) {
+      entries++;
+      const file = path.join(current, name);
+      const st = await fs.lstat(file).catch(() => undefined);
+      if (st === undefined) continue;
+      bytes += st.blocks * 512;
+      if (st.isDirectory()) pending.push(file);
+    }
+  }
+  return { bytes, entries };
+}

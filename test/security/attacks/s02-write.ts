@@ -1,0 +1,192 @@
+// S2: write outside its own directory, fill the disk, leave files for the next run.
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { expect } from 'vitest';
+import type { RunnerMode } from '../../support/runner.js';
+import type { Attack, Context, Expectation } from './types.js';
+import { jsTry, pyTry } from './types.js';
+
+const q = JSON.stringify;
+const DISK = /^error: (disk limit exceeded|file size limit exceeded)/;
+// Without root, a directory the run made unreadable cannot be measured: the watchdog ends the run.
+const UNREADABLE_TREE = (mode: RunnerMode): Expectation =>
+  mode === 'root' ? { kind: 'blocked' } : { kind: 'limit', error: /^error: disk limit exceeded/ };
+
+/** The canary directory holds exactly what the suite put there, unchanged. */
+function canaryIntact(c: Context): void {
+  expect(readdirSync(c.canaryDir)).toEqual([path.basename(c.canaryFile)]);
+  expect(readFileSync(c.canaryFile, 'utf8')).toBe(c.secret);
+}
+
+function bootstrapIntact(c: Context): void {
+  for (const dir of [path.join(c.workDir, 'runtime'), path.join(c.repoRoot, 'runner/bootstrap')])
+    if (existsSync(path.join(dir, 'python3.py')))
+      expect(readFileSync(path.join(dir, 'python3.py'), 'utf8')).toContain('def main()');
+}
+
+/** The runner's directories and installed files keep their modes. */
+function modesIntact(c: Context): void {
+  const mode = (f: string) => statSync(f).mode & 0o7777;
+  expect(mode(path.join(c.workDir, 'runs'))).toBe(0o711);
+  expect(mode(path.join(c.workDir, 'runtime'))).toBe(0o755);
+  for (const f of ['runner/bootstrap/python3.py', 'runner/bootstrap/nodejs.cjs'])
+    expect(mode(path.join(c.repoRoot, f))).toBe(0o644);
+  expect(mode(path.join(c.repoRoot, 'native/build/libsandbox.so'))).toBe(0o755);
+  for (const f of ['python3.py', 'nodejs.cjs', 'libsandbox.so'])
+    expect(mode(path.join(c.workDir, 'runtime', f)) & 0o444).toBe(0o444);
+}
+
+/** Python: chmod 0 what the runner needs: by path, and through a descriptor of each file. */
+const pyChmod = (c: Context) => `import glob, os
+targets = [".."] + glob.glob(${q(`${c.workDir}/runtime/*`)}) + [${q(`${c.workDir}/runtime`)}, ${q(`${c.repoRoot}/runner/bootstrap/python3.py`)}, ${q(`${c.repoRoot}/native/build/libsandbox.so`)}, os.environ.get("LD_PRELOAD", "")]
+changed = []
+for t in targets:
+    try:
+        os.chmod(t, 0)
+        changed.append(t)
+    except OSError:
+        pass
+    try:
+        fd = os.open(t, os.O_RDONLY)
+        os.fchmod(fd, 0)
+        changed.append(t)
+    except OSError:
+        pass
+print("ESCAPED", changed) if changed else print("BLOCKED")
+`;
+
+export const attacks: Attack[] = [
+  {
+    name: 'chmod 0 of the runs directory, the runtime, the bootstraps and libsandbox.so',
+    language: 'python3',
+    code: pyChmod,
+    expect: { kind: 'blocked' },
+    after: modesIntact,
+  },
+  // Python
+  {
+    name: 'creates a file in a host directory anyone may write',
+    language: 'python3',
+    code: (c) => pyTry(`open(${q(`${c.canaryDir}/planted`)}, "w").write("x")`),
+    expect: { kind: 'blocked' },
+    after: canaryIntact,
+  },
+  {
+    name: 'overwrites a host file anyone may write',
+    language: 'python3',
+    code: (c) => pyTry(`open(${q(c.canaryFile)}, "w").write("pwned")`),
+    expect: { kind: 'blocked' },
+    after: canaryIntact,
+  },
+  {
+    name: "overwrites the runner's bootstrap",
+    language: 'python3',
+    code: (c) =>
+      pyTry(
+        `import glob\nfor f in glob.glob(${q(`${c.workDir}/runtime/*.py`)}) + [${q(`${c.repoRoot}/runner/bootstrap/python3.py`)}]:\n    open(f, "a").write("pwned")`,
+      ),
+    expect: { kind: 'blocked' },
+    after: bootstrapIntact,
+  },
+  {
+    name: 'creates a directory beside its own, in the runs directory',
+    language: 'python3',
+    code: () => pyTry('import os\nos.mkdir("../planted")'),
+    expect: { kind: 'blocked' },
+  },
+  {
+    name: 'writes to /dev/shm, /var/tmp and /tmp',
+    language: 'python3',
+    code: () =>
+      pyTry(
+        'for d in ("/dev/shm", "/var/tmp", "/tmp"):\n    try:\n        open(d + "/planted", "w").write("x")\n        print("ESCAPED", d)\n    except OSError:\n        pass\nraise PermissionError("none writable")',
+      ),
+    expect: { kind: 'blocked' },
+  },
+  {
+    name: 'fills the disk with one growing file',
+    language: 'python3',
+    code: 'f = open("big", "wb")\nwhile True:\n    f.write(b"x" * 65536)',
+    expect: { kind: 'limit', error: DISK },
+  },
+  {
+    name: 'fills the disk with many files',
+    language: 'python3',
+    code: 'i = 0\nwhile True:\n    open(f"f{i}", "wb").write(b"x" * 60000)\n    i += 1',
+    expect: { kind: 'limit', error: DISK },
+  },
+  {
+    name: 'CVE-2024-28189: leaves symlinks and an unreadable tree for the cleanup',
+    language: 'python3',
+    code: (c) =>
+      `import os\nos.symlink(${q(c.canaryDir)}, "dir-link")\nos.symlink(${q(c.canaryFile)}, "file-link")\nos.makedirs("a/b")\nos.symlink("/", "a/b/root")\nfor d in ("a/b", "a"):\n    fd = os.open(d, os.O_RDONLY)\n    os.fchmod(fd, 0)\nprint("BLOCKED")`,
+    expect: UNREADABLE_TREE,
+    after: canaryIntact,
+  },
+  // Node.js
+  {
+    name: 'chmod 0 of the runs directory and the bootstrap',
+    language: 'nodejs',
+    code: (c) =>
+      `const fs = require('fs'); const changed = []; for (const t of ['..', ${q(`${c.workDir}/runtime`)}, ${q(`${c.repoRoot}/runner/bootstrap/nodejs.cjs`)}, process.env.LD_PRELOAD]) { try { fs.chmodSync(t, 0); changed.push(t) } catch {} try { fs.fchmodSync(fs.openSync(t, 'r'), 0); changed.push(t) } catch {} } console.log(changed.length ? 'ESCAPED ' + changed : 'BLOCKED')`,
+    expect: { kind: 'blocked' },
+    after: modesIntact,
+  },
+  {
+    name: 'creates a file in a host directory anyone may write',
+    language: 'nodejs',
+    code: (c) => jsTry(`require('fs').writeFileSync(${q(`${c.canaryDir}/planted`)}, 'x')`),
+    expect: { kind: 'blocked' },
+    after: canaryIntact,
+  },
+  {
+    name: 'overwrites a host file anyone may write',
+    language: 'nodejs',
+    code: (c) => jsTry(`require('fs').writeFileSync(${q(c.canaryFile)}, 'pwned')`),
+    expect: { kind: 'blocked' },
+    after: canaryIntact,
+  },
+  {
+    name: "appends to the runner's bootstrap",
+    language: 'nodejs',
+    code: (c) =>
+      jsTry(
+        `require('fs').appendFileSync(${q(`${c.repoRoot}/runner/bootstrap/nodejs.cjs`)}, 'pwned')`,
+      ),
+    expect: { kind: 'blocked' },
+    after: bootstrapIntact,
+  },
+  {
+    name: 'renames its own directory away',
+    language: 'nodejs',
+    code: () => jsTry(`require('fs').renameSync(process.cwd(), process.cwd() + '-kept')`),
+    expect: { kind: 'blocked' },
+  },
+  {
+    name: 'fills the disk with one growing file',
+    language: 'nodejs',
+    code: "const fs = require('fs'); const fd = fs.openSync('big', 'w'); const b = Buffer.alloc(65536); for (;;) fs.writeSync(fd, b)",
+    expect: { kind: 'limit', error: DISK },
+  },
+  {
+    name: 'fills the disk with many files',
+    language: 'nodejs',
+    code: "const fs = require('fs'); const b = Buffer.alloc(60000); for (let i = 0; ; i++) fs.writeFileSync('f' + i, b)",
+    expect: { kind: 'limit', error: DISK },
+  },
+  {
+    name: 'CVE-2024-28189: leaves symlinks and an unreadable tree for the cleanup',
+    language: 'nodejs',
+    code: (c) =>
+      `const fs = require('fs'); fs.symlinkSync(${q(c.canaryDir)}, 'dir-link'); fs.mkdirSync('a/b', { recursive: true }); fs.symlinkSync('/', 'a/b/root'); for (const d of ['a/b', 'a']) fs.fchmodSync(fs.openSync(d, 'r'), 0); console.log('BLOCKED')`,
+    expect: UNREADABLE_TREE,
+    after: canaryIntact,
+  },
+  {
+    name: 'hard-links a host file into its directory to keep it',
+    language: 'nodejs',
+    code: (c) => jsTry(`require('fs').linkSync(${q(c.canaryFile)}, 'kept')`),
+    expect: { kind: 'blocked' },
+    after: canaryIntact,
+  },
+];

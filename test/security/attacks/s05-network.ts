@@ -1,0 +1,110 @@
+// S5: network while disabled: TCP, UDP, DNS, raw and packet sockets, netlink, unix sockets to
+// the runner. With network enabled: still no unix, raw, packet or netlink sockets, no servers.
+import type { Attack, Context } from './types.js';
+import { jsTry } from './types.js';
+
+const SOCKET = { kind: 'denied', syscall: 'socket' } as const;
+const zygote = (c: Context) => JSON.stringify(`${c.workDir}/runtime/zygote.sock`);
+
+export const attacks: Attack[] = [
+  // Python
+  {
+    name: "TCP to the runner's own port",
+    language: 'python3',
+    code: (c) =>
+      `import socket\nsocket.create_connection(("127.0.0.1", ${c.runnerPort}), timeout=2)\nprint("ESCAPED")`,
+    expect: SOCKET,
+  },
+  {
+    name: 'UDP datagram',
+    language: 'python3',
+    code: 'import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.sendto(b"x", ("127.0.0.1", 53))\nprint("ESCAPED")',
+    expect: SOCKET,
+  },
+  {
+    name: 'DNS lookup',
+    language: 'python3',
+    code: 'import socket\nprint(socket.getaddrinfo("example.com", 80))\nprint("ESCAPED")',
+    expect: { kind: 'fails', error: /operation not permitted: socket|gaierror|Errno/ },
+  },
+  {
+    name: 'raw IP socket',
+    language: 'python3',
+    code: 'import socket\nsocket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)\nprint("ESCAPED")',
+    expect: SOCKET,
+  },
+  {
+    name: 'packet socket',
+    language: 'python3',
+    code: 'import socket\nsocket.socket(socket.AF_PACKET, socket.SOCK_RAW)\nprint("ESCAPED")',
+    expect: SOCKET,
+  },
+  {
+    name: 'netlink socket',
+    language: 'python3',
+    code: 'import socket\nsocket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)\nprint("ESCAPED")',
+    expect: SOCKET,
+  },
+  {
+    name: "unix socket to the runner's zygote, with network enabled",
+    language: 'python3',
+    network: true,
+    code: (c) =>
+      `import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect(${zygote(c)})\nprint("ESCAPED")`,
+    expect: { kind: 'denied', syscall: 'socket' },
+  },
+  {
+    name: 'a TCP server, with network enabled',
+    language: 'python3',
+    network: true,
+    code: 'import socket\ns = socket.socket()\ns.bind(("127.0.0.1", 0))\ns.listen()\nprint("ESCAPED", s.getsockname())',
+    expect: { kind: 'denied', syscall: /^(listen|bind)$/ },
+  },
+  // Node.js
+  {
+    name: "TCP to the runner's own port",
+    language: 'nodejs',
+    code: (c) =>
+      `require('net').connect(${c.runnerPort}, '127.0.0.1').on('connect', () => console.log('ESCAPED'))`,
+    expect: SOCKET,
+  },
+  {
+    name: 'UDP datagram',
+    language: 'nodejs',
+    code: "const s = require('dgram').createSocket('udp4'); s.send('x', 53, '127.0.0.1', (e) => { if (e) throw e; console.log('ESCAPED') })",
+    expect: SOCKET,
+  },
+  {
+    name: 'DNS lookup with c-ares',
+    language: 'nodejs',
+    code: jsTry("await require('dns').promises.resolve4('example.com')"),
+    expect: { kind: 'blocked' },
+  },
+  {
+    name: 'fetch to a loopback server',
+    language: 'nodejs',
+    code: (c) => `fetch('http://127.0.0.1:${c.echoPort}/').then(() => console.log('ESCAPED'))`,
+    expect: SOCKET,
+  },
+  {
+    name: 'http.get to a loopback server',
+    language: 'nodejs',
+    code: (c) =>
+      `require('http').get('http://127.0.0.1:${c.echoPort}/', () => console.log('ESCAPED'))`,
+    expect: SOCKET,
+  },
+  {
+    name: "unix socket to the runner's zygote, with network enabled",
+    language: 'nodejs',
+    network: true,
+    code: (c) => `require('net').connect(${zygote(c)}).on('connect', () => console.log('ESCAPED'))`,
+    expect: { kind: 'denied', syscall: 'socket' },
+  },
+  {
+    name: 'a TCP server, with network enabled',
+    language: 'nodejs',
+    network: true,
+    code: "require('net').createServer().listen(0, '127.0.0.1', () => console.log('ESCAPED'))",
+    expect: { kind: 'denied', syscall: /^(listen|bind)$/ },
+  },
+];

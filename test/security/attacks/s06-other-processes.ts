@@ -1,0 +1,126 @@
+// S6: signals, ptrace, process_vm_readv, or /proc into the runner or other executions.
+import { expect } from 'vitest';
+import type { Attack, Context } from './types.js';
+import { jsTry, pySyscall, pyTry } from './types.js';
+
+const KILL = { kind: 'denied', syscall: /^(kill|tgkill|tkill)$/ } as const;
+
+/** The runner's CPU affinity is what it was: no run pinned it. */
+async function runnerAffinityIntact(c: Context): Promise<void> {
+  const status = await import('node:fs/promises').then((fs) =>
+    fs.readFile(`/proc/${c.runnerPid}/status`, 'utf8'),
+  );
+  expect(status).toMatch(/Cpus_allowed_list:\s+\S+/);
+  const allowed = /Cpus_allowed_list:\s+(\S+)/.exec(status)![1];
+  const all = await import('node:fs/promises').then((fs) => fs.readFile('/proc/1/status', 'utf8'));
+  expect(allowed).toBe(/Cpus_allowed_list:\s+(\S+)/.exec(all)![1]);
+}
+
+export const attacks: Attack[] = [
+  // Python
+  {
+    name: 'SIGKILL to the runner',
+    language: 'python3',
+    code: (c) => `import os, signal\nos.kill(${c.runnerPid}, signal.SIGKILL)\nprint("ESCAPED")`,
+    expect: KILL,
+  },
+  {
+    name: 'SIGKILL to every process it may signal (kill -1)',
+    language: 'python3',
+    code: 'import os, signal\nos.kill(-1, signal.SIGKILL)\nprint("ESCAPED")',
+    expect: KILL,
+  },
+  {
+    name: 'tgkill and tkill to the runner',
+    language: 'python3',
+    code: (c) =>
+      pyTry(
+        `import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nif libc.syscall(234, ${c.runnerPid}, ${c.runnerPid}, 9) != 0 and libc.syscall(200, ${c.runnerPid}, 9) != 0:\n    raise OSError(ctypes.get_errno(), "refused")`,
+      ),
+    expect: { kind: 'blocked' },
+  },
+  {
+    name: 'ptrace attach to the runner',
+    language: 'python3',
+    code: (c) => pySyscall(101, ['16', String(c.runnerPid)]),
+    expect: { kind: 'killed', syscall: 'ptrace' },
+  },
+  {
+    name: "process_vm_readv of the runner's memory",
+    language: 'python3',
+    code: (c) => pySyscall(310, [String(c.runnerPid), '0', '0', '0', '0']),
+    expect: { kind: 'killed', syscall: 'process_vm_readv' },
+  },
+  {
+    name: "reads the runner's memory through /proc",
+    language: 'python3',
+    code: (c) =>
+      pyTry(
+        `maps = open("/proc/${c.runnerPid}/maps").read()\nprint(len(maps))\nopen("/proc/${c.runnerPid}/mem", "rb").read(16)`,
+      ),
+    expect: { kind: 'blocked' },
+  },
+  {
+    name: 'pins the runner to one CPU (sched_setaffinity)',
+    language: 'python3',
+    code: (c) => `import os\nos.sched_setaffinity(${c.runnerPid}, {0})\nprint("ESCAPED")`,
+    expect: { kind: 'denied', syscall: 'sched_setaffinity' },
+    after: runnerAffinityIntact,
+  },
+  {
+    name: 'has the kernel send SIGIO to the runner (F_SETOWN)',
+    language: 'python3',
+    code: (c) =>
+      `import fcntl, os\nr, w = os.pipe()\nfcntl.fcntl(r, fcntl.F_SETOWN, ${c.runnerPid})\nfcntl.fcntl(r, fcntl.F_SETFL, os.O_ASYNC)\nos.write(w, b"x")\nprint("ESCAPED")`,
+    expect: { kind: 'denied', syscall: 'fcntl' },
+  },
+  {
+    name: "reads the runner's rlimits (prlimit)",
+    language: 'python3',
+    code: (c) =>
+      `import resource\nprint(resource.prlimit(${c.runnerPid}, resource.RLIMIT_NOFILE))\nprint("ESCAPED")`,
+    expect: { kind: 'denied', syscall: 'prlimit64' },
+  },
+  // Node.js
+  {
+    name: 'SIGKILL to the runner',
+    language: 'nodejs',
+    code: (c) => `process.kill(${c.runnerPid}, 'SIGKILL'); console.log('ESCAPED')`,
+    expect: KILL,
+  },
+  {
+    name: 'SIGTERM to its parent',
+    language: 'nodejs',
+    code: "process.kill(process.ppid, 'SIGTERM'); console.log('ESCAPED')",
+    expect: KILL,
+  },
+  {
+    name: 'SIGKILL to every process it may signal (kill -1)',
+    language: 'nodejs',
+    code: "process.kill(-1, 'SIGKILL'); console.log('ESCAPED')",
+    expect: KILL,
+  },
+  {
+    name: 'SIGKILL to its process group',
+    language: 'nodejs',
+    code: "process.kill(0, 'SIGKILL'); console.log('ESCAPED')",
+    expect: KILL,
+  },
+  {
+    name: "reads the runner's memory map and command line",
+    language: 'nodejs',
+    code: (c) =>
+      jsTry(
+        `const fs = require('fs'); console.log(fs.readFileSync('/proc/${c.runnerPid}/maps', 'utf8').length, fs.readFileSync('/proc/${c.runnerPid}/cmdline', 'utf8'))`,
+      ),
+    expect: { kind: 'blocked' },
+  },
+  {
+    name: 'lists every process in /proc',
+    language: 'nodejs',
+    code: jsTry(
+      "const pids = require('fs').readdirSync('/proc').filter((n) => /^\\d+$/.test(n)); if (pids.length <= 1) throw new Error('only itself: ' + pids); console.log(pids)",
+    ),
+    expect: { kind: 'blocked' },
+  },
+];

@@ -1,0 +1,147 @@
+// S9: exhaust: CPU loop, memory bomb, thread bomb, fd exhaustion, huge stdout/stderr, deep
+// recursion. Each ends with a clear limit error; the suite checks after each one that the runner
+// still serves a normal run.
+import type { Attack } from './types.js';
+
+const limit = (error: RegExp) => ({ kind: 'limit', error }) as const;
+const CPU = limit(/^error: cpu time limit exceeded \(\d+ s\)\n/);
+const MEMORY = limit(/^error: memory limit exceeded \(\d+ MiB\)\n/);
+const THREADS = limit(
+  /^error: (thread limit exceeded \(\d+\)|memory limit exceeded|open file limit exceeded)/,
+);
+const FILES = limit(/^error: open file limit exceeded \(\d+\)\n/);
+const OUTPUT = limit(/^error: output limit exceeded\n/);
+const TIMEOUT = limit(/^error: (timeout|cpu time limit exceeded)/);
+
+export const attacks: Attack[] = [
+  // Python
+  { name: 'CPU loop', language: 'python3', code: 'while True:\n    pass', expect: CPU },
+  {
+    name: 'CPU loop on four threads, ignoring SIGXCPU',
+    language: 'python3',
+    code: 'import signal, threading\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\ndef spin():\n    while True:\n        pass\nfor _ in range(4):\n    threading.Thread(target=spin, daemon=True).start()\nspin()',
+    expect: CPU,
+  },
+  {
+    name: 'memory bomb',
+    language: 'python3',
+    code: 'x = []\nwhile True:\n    x.append(bytearray(1 << 20))',
+    expect: MEMORY,
+  },
+  {
+    name: 'memory bomb in one allocation',
+    language: 'python3',
+    code: 'x = bytearray(8 << 30)\nprint("ESCAPED")',
+    expect: MEMORY,
+  },
+  {
+    name: 'shared anonymous memory, which RLIMIT_DATA does not count',
+    language: 'python3',
+    code: 'import mmap\nm = mmap.mmap(-1, 4 << 30)\nfor i in range(0, len(m), 4096):\n    m[i] = 1\nprint("ESCAPED")',
+    expect: { kind: 'denied', syscall: 'mmap' },
+  },
+  {
+    name: 'a memfd mapped shared, then closed, over and over',
+    language: 'python3',
+    code: 'import mmap, os\nmaps = []\nwhile True:\n    fd = os.memfd_create("x")\n    os.ftruncate(fd, 4 << 20)\n    maps.append(mmap.mmap(fd, 4 << 20))\n    os.close(fd)',
+    expect: { kind: 'denied', syscall: 'memfd_create' },
+  },
+  {
+    name: 'thread bomb',
+    language: 'python3',
+    code: 'import threading, time\nthreading.stack_size(65536)\nwhile True:\n    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()',
+    expect: THREADS,
+  },
+  {
+    name: 'descriptor exhaustion',
+    language: 'python3',
+    code: 'fds = []\nwhile True:\n    fds.append(open("/dev/null"))',
+    expect: FILES,
+  },
+  {
+    name: 'huge stdout',
+    language: 'python3',
+    code: 'import sys\nwhile True:\n    sys.stdout.write("x" * 65536)',
+    expect: OUTPUT,
+  },
+  {
+    name: 'huge stderr',
+    language: 'python3',
+    code: 'import os\nwhile True:\n    os.write(2, b"e" * 65536)',
+    expect: OUTPUT,
+  },
+  {
+    name: 'deep recursion',
+    language: 'python3',
+    code: 'def f(n):\n    return f(n + 1) + 1\nf(0)',
+    expect: { kind: 'fails', error: /RecursionError/ },
+  },
+  {
+    name: 'sleeps past the wall-clock limit',
+    language: 'python3',
+    code: 'import time\ntime.sleep(3600)',
+    expect: limit(/^error: timeout\n/),
+  },
+  {
+    name: 'makes the OOM killer pick the runner instead of itself',
+    language: 'python3',
+    code: 'score = open("/proc/self/oom_score_adj").read().strip()\nif score != "1000":\n    print("ESCAPED score", score)\nopen("/proc/self/oom_score_adj", "w").write("-1000")\nprint("ESCAPED lowered")',
+    expect: { kind: 'fails', error: /Permission|Read-only/ },
+  },
+  // Node.js
+  { name: 'CPU loop', language: 'nodejs', code: 'for (;;) {}', expect: CPU },
+  {
+    name: 'heap bomb',
+    language: 'nodejs',
+    code: 'const a = []; for (;;) a.push(new Array(1e5).fill(Math.random()))',
+    expect: limit(/^error: (memory limit exceeded|cpu time limit exceeded)/),
+  },
+  {
+    name: 'ArrayBuffer bomb (outside the V8 heap)',
+    language: 'nodejs',
+    code: 'const a = []; for (;;) a.push(Buffer.alloc(16 << 20, 1))',
+    expect: MEMORY,
+  },
+  {
+    name: 'worker thread bomb',
+    language: 'nodejs',
+    code: "const { Worker } = require('worker_threads'); for (;;) new Worker('setInterval(() => {}, 1000)', { eval: true, resourceLimits: { maxOldGenerationSizeMb: 4 } })",
+    expect: THREADS,
+  },
+  {
+    name: 'descriptor exhaustion',
+    language: 'nodejs',
+    code: "const fs = require('fs'); for (;;) fs.openSync('/dev/null', 'r')",
+    expect: FILES,
+  },
+  {
+    name: 'huge stdout',
+    language: 'nodejs',
+    code: "const s = 'x'.repeat(65536); for (;;) require('fs').writeSync(1, s)",
+    expect: OUTPUT,
+  },
+  {
+    name: 'huge stderr',
+    language: 'nodejs',
+    code: "const s = 'e'.repeat(65536); for (;;) require('fs').writeSync(2, s)",
+    expect: OUTPUT,
+  },
+  {
+    name: 'deep recursion',
+    language: 'nodejs',
+    code: 'function f(n) { return f(n + 1) + 1 } f(0)',
+    expect: { kind: 'fails', error: /Maximum call stack size exceeded/ },
+  },
+  {
+    name: 'keeps the event loop alive forever',
+    language: 'nodejs',
+    code: 'setInterval(() => {}, 1000)',
+    expect: TIMEOUT,
+  },
+  {
+    name: 'makes the OOM killer pick the runner instead of itself',
+    language: 'nodejs',
+    code: "const fs = require('fs'); const s = fs.readFileSync('/proc/self/oom_score_adj', 'utf8').trim(); if (s !== '1000') console.log('ESCAPED score', s); fs.writeFileSync('/proc/self/oom_score_adj', '-1000'); console.log('ESCAPED lowered')",
+    expect: { kind: 'fails', error: /EACCES|EROFS|EPERM/ },
+  },
+];

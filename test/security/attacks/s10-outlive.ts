@@ -1,0 +1,111 @@
+// S10: outlive the run: daemon threads, background tasks, orphaned children. Each program says
+// "PID <pid> CWD <dir>" first; once the answer is in, that process and its directory are gone.
+import { existsSync } from 'node:fs';
+import { expect } from 'vitest';
+import type { RunData } from '../../support/runner.js';
+import type { Attack, Context } from './types.js';
+
+function goneAfterwards(_c: Context, data: RunData): void {
+  const m = /PID (\d+) CWD (\S+)/.exec(data.stdout);
+  expect(m, `no PID line in ${JSON.stringify(data)}`).not.toBeNull();
+  expect(existsSync(`/proc/${m![1]}`), `process ${m![1]} still exists`).toBe(false);
+  expect(existsSync(m![2]!), `${m![2]} still exists`).toBe(false);
+}
+
+const PY =
+  'import os, sys, threading, time\nprint("PID", os.getpid(), "CWD", os.getcwd(), flush=True)\n';
+const JS = "console.log('PID', process.pid, 'CWD', process.cwd());\nconst fs = require('fs');\n";
+const ended = {
+  kind: 'fails',
+  error: /^(error: (timeout|cpu time limit exceeded)|process exited)/,
+} as const;
+const done = { kind: 'blocked' } as const;
+
+export const attacks: Attack[] = [
+  // Python
+  {
+    name: 'a daemon thread writing after main returns',
+    language: 'python3',
+    code: `${PY}def keep():\n    while True:\n        open("still-here", "a").write("x")\n        time.sleep(0.01)\nthreading.Thread(target=keep, daemon=True).start()\nprint("BLOCKED")`,
+    expect: done,
+    after: goneAfterwards,
+  },
+  {
+    name: 'a non-daemon thread, then os._exit',
+    language: 'python3',
+    code: `${PY}threading.Thread(target=time.sleep, args=(3600,)).start()\nprint("BLOCKED", flush=True)\nos._exit(0)`,
+    expect: done,
+    after: goneAfterwards,
+  },
+  {
+    name: 'an atexit handler that never returns',
+    language: 'python3',
+    code: `${PY}import atexit\natexit.register(lambda: time.sleep(3600))\nprint("BLOCKED", flush=True)`,
+    expect: { kind: 'limit', error: /^error: timeout/ },
+    after: goneAfterwards,
+  },
+  {
+    name: 'ignores SIGTERM and SIGINT and spins',
+    language: 'python3',
+    code: `${PY}import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.01)`,
+    expect: { kind: 'limit', error: /^error: timeout/ },
+    after: goneAfterwards,
+  },
+  {
+    name: 'daemonizes (double fork, setsid)',
+    language: 'python3',
+    code: `${PY}if os.fork() == 0:\n    os.setsid()\n    time.sleep(3600)\nprint("ESCAPED")`,
+    expect: { kind: 'denied', syscall: /^(clone|fork)$/ },
+    after: goneAfterwards,
+  },
+  {
+    name: 'a timer thread set far in the future',
+    language: 'python3',
+    code: `${PY}t = threading.Timer(3600, print, args=("late",))\nt.daemon = True\nt.start()\nprint("BLOCKED")`,
+    expect: done,
+    after: goneAfterwards,
+  },
+  // Node.js
+  {
+    name: 'an interval, then process.exit',
+    language: 'nodejs',
+    code: `${JS}setInterval(() => fs.appendFileSync('still-here', 'x'), 5); console.log('BLOCKED'); setTimeout(() => process.exit(0), 50)`,
+    expect: done,
+    after: goneAfterwards,
+  },
+  {
+    name: 'a worker thread spinning after main exits',
+    language: 'nodejs',
+    code: `${JS}const { Worker } = require('worker_threads'); new Worker('for (;;) {}', { eval: true }); console.log('BLOCKED'); setTimeout(() => process.exit(0), 100)`,
+    expect: done,
+    after: goneAfterwards,
+  },
+  {
+    name: "an 'exit' handler that spins",
+    language: 'nodejs',
+    code: `${JS}process.on('exit', () => { for (;;) {} }); console.log('BLOCKED')`,
+    expect: ended,
+    after: goneAfterwards,
+  },
+  {
+    name: 'ignores SIGTERM and keeps the loop alive',
+    language: 'nodejs',
+    code: `${JS}process.on('SIGTERM', () => {}); process.on('SIGINT', () => {}); setInterval(() => {}, 1000)`,
+    expect: { kind: 'limit', error: /^error: timeout/ },
+    after: goneAfterwards,
+  },
+  {
+    name: 'a detached child left behind',
+    language: 'nodejs',
+    code: `${JS}const c = require('child_process').spawn('/bin/sleep', ['3600'], { detached: true, stdio: 'ignore' }); c.on('error', (e) => { throw e }); c.unref()`,
+    expect: { kind: 'denied', syscall: /^(clone|clone3|fork|vfork)$/ },
+    after: goneAfterwards,
+  },
+  {
+    name: 'a promise chain that never settles',
+    language: 'nodejs',
+    code: `${JS}const forever = () => new Promise((r) => setTimeout(r, 10)).then(forever); forever(); console.log('BLOCKED'); setTimeout(() => process.exit(0), 50)`,
+    expect: done,
+    after: goneAfterwards,
+  },
+];
