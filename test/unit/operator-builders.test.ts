@@ -1,4 +1,5 @@
 // The pure builders: SandboxPool spec in, Kubernetes object out.
+import type { V1Deployment, V1DeploymentCondition } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_HASH_ANNOTATION, type BuildContext } from '../../operator/builders/common.js';
 import { buildConfigMap, renderRunnerConfig } from '../../operator/builders/configmap.js';
@@ -365,6 +366,8 @@ describe('seccomp profile delivery', () => {
     });
     const hash = profilesHash(profiles);
     const status = {
+      currentNumberScheduled: 3,
+      numberMisscheduled: 0,
       desiredNumberScheduled: 3,
       numberReady: 3,
       updatedNumberScheduled: 3,
@@ -382,7 +385,10 @@ describe('seccomp profile delivery', () => {
 describe('status', () => {
   const now = new Date('2026-01-01T00:00:00Z');
   const later = new Date('2026-01-01T00:05:00Z');
-  const deploymentWith = (status: object, conditions: object[] = []) => ({
+  const deploymentWith = (
+    status: object,
+    conditions: V1DeploymentCondition[] = [],
+  ): V1Deployment => ({
     metadata: { generation: 1 },
     spec: { replicas: 2, selector: {}, template: {} },
     status: { observedGeneration: 1, ...status, conditions },

@@ -85,7 +85,7 @@ describe('runner contract', () => {
 
       // Nothing rendered is ignored by the runner: every key and variable is one of its settings.
       const known = new Set(SETTINGS.map((s) => s.yaml));
-      expect(leaves(parse(cm.data!['config.yaml'])).filter((k) => !known.has(k))).toEqual([]);
+      expect(leaves(parse(cm.data!['config.yaml']!)).filter((k) => !known.has(k))).toEqual([]);
       const knownEnv = new Set([...SETTINGS.map((s) => s.env), 'SANDBOX_CONFIG']);
       expect(Object.keys(env).filter((k) => !knownEnv.has(k))).toEqual([]);
 
