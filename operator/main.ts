@@ -86,6 +86,12 @@ async function main(): Promise<void> {
     level: config.logLevel,
     base: { service: 'sandboxpool-operator', identity: config.identity },
   });
+  // A bug, not an outage: say so in the log's format, and exit for a restart.
+  for (const event of ['uncaughtException', 'unhandledRejection'] as const)
+    process.on(event, (err: unknown) => {
+      logger.fatal({ err }, `${event}: ${(err as Error)?.message ?? String(err)}`);
+      process.exit(1);
+    });
   const kc = new KubeConfig();
   try {
     kc.loadFromDefault();

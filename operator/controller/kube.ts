@@ -350,6 +350,11 @@ export class Kube {
         arm();
         res.on('data', arm);
         const lines = createInterface({ input: res, crlfDelay: Infinity });
+        // A connection cut mid-stream (the API server went away) errors here too.
+        lines.on('error', (err) => {
+          clearTimeout(idle);
+          reject(new ApiError(`watch ${path}: ${err.message}`, 0, 'Unreachable', { cause: err }));
+        });
         lines.on('line', (line) => {
           if (line.trim() === '') return;
           let event: WatchEvent<T>;
