@@ -3,10 +3,14 @@
 // a hand-over when the leader dies, and recovery from API server and etcd restarts without a
 // restart of the operator itself.
 import { randomBytes } from 'node:crypto';
-import type { V1Deployment } from '@kubernetes/client-node';
+import { Writable } from 'node:stream';
+import { KubeConfig, type V1ConfigMap, type V1Deployment } from '@kubernetes/client-node';
+import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import type { SandboxPool } from '../../operator/api/v1alpha1.js';
+import { Informer } from '../../operator/controller/informer.js';
+import { Kube, type KubeObject } from '../../operator/controller/kube.js';
 import { startControlPlane, type ControlPlane } from '../k8s/controlplane.js';
 import {
   Api,
@@ -172,6 +176,65 @@ describe('outages', () => {
     expect(o.child.pid).toBe(pid);
     expect(o.lines().some((l) => l.msg === 'watch failed: retrying')).toBe(true);
   }, 240_000);
+});
+
+describe('the informer', () => {
+  it('resumes after an API server restart, and relists when its resourceVersion is gone (410)', async () => {
+    const ns = await namespace('informer');
+    const other = await namespace('informer-other');
+    const logs: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line));
+        done();
+      },
+    });
+    const kc = new KubeConfig();
+    kc.loadFromFile(cp.kubeconfigPath);
+    const kube = new Kube(kc);
+    const seen: string[] = [];
+    const restarts: string[] = [];
+    const informer = new Informer<V1ConfigMap & KubeObject>({
+      kube,
+      resource: { apiVersion: 'v1', kind: 'ConfigMap', namespace: ns },
+      labelSelector: 'test=informer',
+      logger: pino({ level: 'debug' }, sink),
+      onChange: (change, cm) => seen.push(`${change} ${cm.metadata?.name}`),
+      onRestart: (reason) => restarts.push(reason),
+      backoffBaseMs: 200,
+      backoffMaxMs: 2000,
+    });
+    informer.start();
+    try {
+      await waitFor('the first list', async () => (informer.synced ? true : undefined));
+      await kubectl(cp, ['create', 'configmap', 'a', '-n', ns]);
+      await kubectl(cp, ['label', 'configmap', 'a', '-n', ns, 'test=informer']);
+      await waitFor('a seen', async () => (informer.get(ns, 'a') ? true : undefined));
+      // Writes the informer does not see move the store's revision past its resourceVersion;
+      // a restarted API server's watch cache starts there, so resuming from it is 410 Gone.
+      for (let i = 0; i < 5; i++) await kubectl(cp, ['create', 'configmap', `x${i}`, '-n', other]);
+      await cp.restart('kube-apiserver');
+      await kubectl(cp, ['create', 'configmap', 'b', '-n', ns]);
+      await kubectl(cp, ['label', 'configmap', 'b', '-n', ns, 'test=informer']);
+      await waitFor(
+        'b seen after the restart',
+        async () => (informer.get(ns, 'b') ? true : undefined),
+        60_000,
+      );
+      expect(
+        informer
+          .list()
+          .map((c) => c.metadata?.name)
+          .sort(),
+      ).toEqual(['a', 'b']);
+      expect(restarts).toContain('gone');
+      expect(logs.some((l) => l.msg === 'watch expired (410 Gone): relisting')).toBe(true);
+      expect(seen).toEqual(['add a', 'add b']);
+    } finally {
+      await informer.stop();
+      kube.close();
+    }
+  }, 120_000);
 });
 
 describe('what only the operator can detect', () => {
