@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { CRD_FILE, renderCRD, sandboxPoolCRD } from '../../operator/api/crd.js';
+import { renderSpecTable } from '../../operator/api/docs.js';
 import { walk, type JSONSchemaProps } from '../../operator/api/schema.js';
 import { REPO_ROOT } from '../../operator/paths.js';
 import { poolWith } from '../support/pools.js';
@@ -84,5 +85,15 @@ describe('the SandboxPool CRD', () => {
       'Endpoint',
       'Age',
     ]);
+  });
+});
+
+describe('README', () => {
+  it('lists the SandboxPool fields as the schema declares them (npm run docs)', () => {
+    const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const between =
+      /<!-- sandboxpool-spec:start -->\n([\s\S]*?)\n<!-- sandboxpool-spec:end -->/.exec(readme);
+    expect(between, 'README.md lacks the sandboxpool-spec markers').not.toBeNull();
+    expect(between![1], 'run `npm run docs` to refresh the README').toBe(renderSpecTable());
   });
 });
