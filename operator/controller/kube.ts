@@ -179,8 +179,13 @@ export class Kube {
       if (v !== undefined) query.set(k, String(v));
     const full = query.size > 0 ? `${path}?${query}` : path;
     const body = o.body === undefined ? undefined : JSON.stringify(o.body);
+    // Content-Length always: Node sends a DELETE body neither chunked nor sized, and the API
+    // server would read it as the next request on the kept-alive connection.
     const headers: Record<string, string> = body
-      ? { 'Content-Type': o.contentType ?? 'application/json' }
+      ? {
+          'Content-Type': o.contentType ?? 'application/json',
+          'Content-Length': String(Buffer.byteLength(body)),
+        }
       : {};
     const what = `${method} ${path}`;
     let res: http.IncomingMessage;
