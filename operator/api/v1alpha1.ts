@@ -273,6 +273,7 @@ export const sandboxPoolSpecSchema = object(
                   description:
                     "Where the proxy runs, for the NetworkPolicy egress rule to its port. Required when the URL's host is a name; for an IP address the rule targets that address.",
                   maxItems: 8,
+                  minItems: 1,
                 }),
               ),
             },
@@ -306,7 +307,8 @@ export const sandboxPoolSpecSchema = object(
         }),
         metricsClients: optional(
           array(networkPeer, {
-            description: 'Who may scrape the metrics port (e.g. Prometheus). Absent: anyone.',
+            description:
+              'Who may scrape the metrics port (e.g. Prometheus). Absent: anyone; an empty list: nobody.',
             maxItems: 32,
           }),
         ),

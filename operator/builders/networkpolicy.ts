@@ -4,6 +4,7 @@
 import type {
   V1NetworkPolicy,
   V1NetworkPolicyEgressRule,
+  V1NetworkPolicyIngressRule,
   V1NetworkPolicyPeer,
 } from '@kubernetes/client-node';
 import { METRICS_PORT, RUNNER_PORT, type NetworkPeer, type SandboxPool } from '../api/v1alpha1.js';
@@ -42,15 +43,40 @@ function egressRules(pool: SandboxPool): V1NetworkPolicyEgressRule[] {
     const to = proxy.to
       ? peers(proxy.to)
       : [proxyIpBlock(proxy.url)].filter((p) => p !== undefined);
-    rules.push({ to, ports: [{ protocol: 'TCP', port: Number(url.port) }] });
+    // An empty `to` would mean every destination: never emit one.
+    if (to.length > 0) rules.push({ to, ports: [{ protocol: 'TCP', port: Number(url.port) }] });
   }
   if (network.allowedCIDRs.length > 0)
     rules.push({ to: network.allowedCIDRs.map((cidr) => ({ ipBlock: { cidr } })) });
   return rules;
 }
 
+/**
+ * An ingress rule as the API's JSON has it. client-node's model calls `from` `_from` (its own
+ * serializer renames it); the operator sends plain JSON, so it must say `from`.
+ */
+export type IngressRule = Omit<V1NetworkPolicyIngressRule, '_from'> & {
+  from?: V1NetworkPolicyPeer[];
+};
+
+function ingressRules(pool: SandboxPool): IngressRule[] {
+  const { allowedClients, metricsClients } = pool.spec.network;
+  const rules: IngressRule[] = [];
+  // A rule with an empty `from` admits everyone: an empty list of clients gets no rule at all.
+  if (allowedClients.length > 0)
+    rules.push({ from: peers(allowedClients), ports: [{ protocol: 'TCP', port: RUNNER_PORT }] });
+  // metricsClients absent: anyone may scrape; empty: nobody.
+  if (metricsClients === undefined)
+    rules.push({ ports: [{ protocol: 'TCP', port: METRICS_PORT }] });
+  else if (metricsClients.length > 0)
+    rules.push({ from: peers(metricsClients), ports: [{ protocol: 'TCP', port: METRICS_PORT }] });
+  return rules;
+}
+
 export function buildNetworkPolicy(pool: SandboxPool): V1NetworkPolicy {
   const { network } = pool.spec;
+  const ingress = ingressRules(pool);
+  const egress = egressRules(pool);
   return {
     apiVersion: 'networking.k8s.io/v1',
     kind: 'NetworkPolicy',
@@ -58,22 +84,12 @@ export function buildNetworkPolicy(pool: SandboxPool): V1NetworkPolicy {
     spec: {
       podSelector: { matchLabels: selectorLabels(pool) },
       policyTypes: ['Ingress', 'Egress'],
-      ingress: [
-        // An empty allowedClients admits nobody: a rule with `from: []` would admit everyone.
-        ...(network.allowedClients.length > 0
-          ? [
-              {
-                from: peers(network.allowedClients),
-                ports: [{ protocol: 'TCP', port: RUNNER_PORT }],
-              },
-            ]
-          : []),
-        {
-          ...(network.metricsClients ? { from: peers(network.metricsClients) } : {}),
-          ports: [{ protocol: 'TCP', port: METRICS_PORT }],
-        },
-      ],
-      egress: egressRules(pool),
+      // No rules with a policy type: nothing comes in, or goes out. Empty lists are left out:
+      // applied as [] they came back as a change on every apply (a reconcile loop).
+      ...(ingress.length > 0
+        ? { ingress: ingress as unknown as V1NetworkPolicyIngressRule[] }
+        : {}),
+      ...(egress.length > 0 ? { egress } : {}),
     },
   };
 }

@@ -195,6 +195,14 @@ describe('NetworkPolicy', () => {
     ]);
   });
 
+  it('admits nobody at all when both client lists are empty', () => {
+    const np = buildNetworkPolicy(
+      poolWith({ network: { allowedClients: [], metricsClients: [] } }),
+    );
+    expect(np.spec?.policyTypes).toContain('Ingress');
+    expect(np.spec?.ingress).toBeUndefined();
+  });
+
   it('admits nobody on the API port for an empty allowedClients, and metricsClients when set', () => {
     const np = buildNetworkPolicy(
       poolWith({
@@ -256,7 +264,7 @@ describe('NetworkPolicy', () => {
   it('lets out nothing at all when the network is disabled', () => {
     const np = buildNetworkPolicy(poolWith({ network: { enabled: false } }));
     expect(np.spec?.policyTypes).toContain('Egress');
-    expect(np.spec?.egress).toEqual([]);
+    expect(np.spec?.egress).toBeUndefined();
   });
 });
 
