@@ -3,6 +3,7 @@
 // a hand-over when the leader dies, and recovery from API server and etcd restarts without a
 // restart of the operator itself.
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { Writable } from 'node:stream';
 import { KubeConfig, type V1ConfigMap, type V1Deployment } from '@kubernetes/client-node';
 import { pino } from 'pino';
@@ -26,6 +27,10 @@ const SBP = 'sandboxpool.dev/v1alpha1';
 // These operators have no seccomp profile: a Localhost pool is something only they can refuse.
 const NO_PROFILE = { SANDBOXPOOL_SECCOMP_PROFILE: '/nonexistent/sandboxpool-runner.json' };
 
+const PROFILE_FIXTURE = fileURLToPath(
+  new URL('./fixtures/test-only-seccomp-profile.json', import.meta.url),
+);
+
 let cp: ControlPlane;
 let api: Api;
 let kubeconfig: string;
@@ -47,8 +52,11 @@ afterAll(async () => {
   await cp?.stop();
 });
 
-async function operator(name: string): Promise<OperatorProcess> {
-  const o = await startOperator(kubeconfig, name, NO_PROFILE);
+async function operator(
+  name: string,
+  env: Record<string, string> = NO_PROFILE,
+): Promise<OperatorProcess> {
+  const o = await startOperator(kubeconfig, name, env);
   running.push(o);
   return o;
 }
@@ -233,6 +241,86 @@ describe('the informer', () => {
     } finally {
       await informer.stop();
       kube.close();
+    }
+  }, 120_000);
+});
+
+describe('seccomp profile delivery', () => {
+  it('switches the pods to the Localhost profile only once the installer runs on every node', async () => {
+    // A node (only the object: there is no kubelet) makes the installer DaemonSet schedule a
+    // pod there that never becomes ready, so the profile is not installed everywhere.
+    const node = `node-${randomBytes(3).toString('hex')}`;
+    await kubectl(
+      cp,
+      ['apply', '-f', '-'],
+      cp.kubeconfigPath,
+      stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: node } }),
+    );
+    try {
+      const o = await operator('operator-g', { SANDBOXPOOL_SECCOMP_PROFILE: PROFILE_FIXTURE });
+      await leads(o);
+      const ns = await namespace('gating');
+      await applyPool(ns, 'strict', { seccomp: { podProfile: 'Localhost' } });
+      const pending = await waitFor('Progressing SeccompProfilePending', async () => {
+        const p = await api.get<SandboxPool>(SBP, 'SandboxPool', ns, 'strict');
+        const c = p?.status?.conditions?.find((x) => x.type === 'Progressing');
+        return c?.reason === 'SeccompProfilePending' ? p : undefined;
+      });
+      expect(pending.status?.seccompProfile).toBe('RuntimeDefault');
+      const d = await reconciled(ns, 'strict');
+      expect(d.spec?.template.spec?.securityContext?.seccompProfile).toEqual({
+        type: 'RuntimeDefault',
+      });
+      const ds = await waitFor('the installer scheduled on the node', async () => {
+        const x = await api.get<{ status?: { desiredNumberScheduled?: number } }>(
+          'apps/v1',
+          'DaemonSet',
+          OPERATOR_NAMESPACE,
+          'sandboxpool-seccomp-installer',
+        );
+        return x?.status?.desiredNumberScheduled === 1 ? x : undefined;
+      });
+      expect(ds).toBeDefined();
+
+      // The kubelet's part, played by the test: the installer pod reports ready (its probe
+      // found the profile on the node). Now the profile is everywhere: the pods switch.
+      const [installer] = await api.list<{ metadata: { name: string } }>(
+        'v1',
+        'Pod',
+        OPERATOR_NAMESPACE,
+        'app.kubernetes.io/name=sandboxpool-seccomp-installer',
+      );
+      expect(installer).toBeDefined();
+      const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+      await kubectl(cp, [
+        'patch',
+        'pod',
+        installer!.metadata.name,
+        '-n',
+        OPERATOR_NAMESPACE,
+        '--subresource=status',
+        '--type=merge',
+        '-p',
+        JSON.stringify({
+          status: {
+            phase: 'Running',
+            conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }],
+          },
+        }),
+      ]);
+      const switched = await waitFor(
+        'the Localhost profile',
+        async () => {
+          const dep = await deployment(ns, 'strict');
+          const sp = dep?.spec?.template.spec?.securityContext?.seccompProfile;
+          return sp?.type === 'Localhost' ? sp : undefined;
+        },
+        60_000,
+        500,
+      );
+      expect(switched.localhostProfile).toMatch(/^sandboxpool\/runner-[0-9a-f]{16}\.json$/);
+    } finally {
+      await kubectl(cp, ['delete', 'node', node, '--ignore-not-found']);
     }
   }, 120_000);
 });

@@ -86,7 +86,7 @@ export class Api {
   ): Promise<T | undefined> {
     try {
       const obj = await this.objects.read({ apiVersion, kind, metadata: { name, namespace } });
-      // Plain JSON, as kubectl -o json would show it.
+      // Plain JSON (client-node names a few reserved words differently, e.g. `_from`).
       return JSON.parse(JSON.stringify(obj)) as T;
     } catch (err) {
       if ((err as { code?: number }).code === 404) return undefined;
