@@ -74,7 +74,6 @@ function ingressRules(pool: SandboxPool): IngressRule[] {
 }
 
 export function buildNetworkPolicy(pool: SandboxPool): V1NetworkPolicy {
-  const { network } = pool.spec;
   const ingress = ingressRules(pool);
   const egress = egressRules(pool);
   return {
