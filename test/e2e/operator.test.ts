@@ -25,6 +25,7 @@ import type { ControlPlaneInfo } from '../k8s/controlplane.js';
 import {
   Api,
   OPERATOR_NAMESPACE,
+  RBAC_FILE,
   installOperator,
   kubectl,
   startOperator,
@@ -62,6 +63,9 @@ afterEach(async (context) => {
 afterAll(async () => {
   await operator?.stop();
   for (const ns of namespaces) await kubectl(cp, ['delete', 'namespace', ns, '--wait=false']);
+  // What installOperator added (the CRD stays: other tests may use it at the same time).
+  await kubectl(cp, ['delete', '-f', RBAC_FILE, '--ignore-not-found', '--wait=false']);
+  await kubectl(cp, ['delete', 'namespace', OPERATOR_NAMESPACE, '--wait=false']);
 });
 
 /** A fresh namespace where PodSecurity enforces "restricted". */
