@@ -69,6 +69,14 @@ const labelSelector = (description: string) =>
     { description },
   );
 
+/** What the runner accepts as a package spec: no option, no whitespace or shell characters. */
+const PACKAGE_SPEC = '^[^-\\s;|&$`][^\\s;|&$`]*$';
+
+const httpUrlRule: ValidationRule = {
+  rule: "isURL(self) && url(self).getScheme() in ['http', 'https']",
+  message: 'must be an http:// or https:// URL',
+};
+
 const cidrRule: ValidationRule = {
   rule: 'isCIDR(self)',
   message: 'must be a CIDR such as 10.0.0.0/8 or fd00::/8',
@@ -326,6 +334,57 @@ export const sandboxPoolSpecSchema = object(
         ],
       },
     ),
+    dependencies: object(
+      {
+        python: array(
+          string({
+            description: 'A pip requirement spec, e.g. numpy==2.1.3.',
+            maxLength: 256,
+            pattern: PACKAGE_SPEC,
+          }),
+          {
+            description:
+              'Extra Python packages for sandboxed code (pip requirement specs), installed from wheels into each pod when it starts, before it is ready; readable, not writable, by the code (runner dependencies.python).',
+            default: [],
+            maxItems: 64,
+          },
+        ),
+        nodejs: array(
+          string({
+            description: 'An npm package spec, e.g. lodash@4.17.21.',
+            maxLength: 256,
+            pattern: PACKAGE_SPEC,
+          }),
+          {
+            description:
+              'Extra npm packages for sandboxed code (name@version), installed without install scripts into each pod when it starts, before it is ready (runner dependencies.nodejs).',
+            default: [],
+            maxItems: 64,
+          },
+        ),
+        pipIndexUrl: optional(
+          string({
+            description:
+              'The package index pip installs from (default: PyPI); the pods reach it through the egress proxy or allowedCIDRs.',
+            maxLength: 2048,
+            validations: [httpUrlRule],
+          }),
+        ),
+        npmRegistry: optional(
+          string({
+            description:
+              'The registry npm installs from (default: the npm registry); the pods reach it through the egress proxy or allowedCIDRs.',
+            maxLength: 2048,
+            validations: [httpUrlRule],
+          }),
+        ),
+      },
+      {
+        description:
+          'Packages installed into every pod at start (listed by the dependencies API). Installing needs egress: the proxy, or allowedCIDRs for a mirror.',
+        default: {},
+      },
+    ),
     seccomp: object(
       {
         podProfile: enumOf(['RuntimeDefault', 'Localhost'] as const, {
@@ -443,7 +502,18 @@ export const sandboxPoolSpecSchema = object(
       { description: 'Scheduling and metadata of the runner pods.', default: {} },
     ),
   },
-  { description: 'The desired runner pool.', default: {} },
+  {
+    description: 'The desired runner pool.',
+    default: {},
+    validations: [
+      {
+        // Written for the default ({}) too, which the API server checks before defaulting inside.
+        rule: '!has(self.dependencies) || ((!has(self.dependencies.python) || size(self.dependencies.python) == 0) && (!has(self.dependencies.nodejs) || size(self.dependencies.nodejs) == 0)) || !has(self.network) || !has(self.network.enabled) || self.network.enabled',
+        message:
+          'dependencies are installed from the network when pods start: they need network.enabled: true',
+      },
+    ],
+  },
 );
 
 const condition = object(

@@ -1,6 +1,8 @@
 // The runner's configuration, rendered from the pool's spec into DifySandbox-style config.yaml
 // (runner/src/config.ts reads it; the keys come from its SETTINGS, so a renamed key fails to
 // compile or fails the contract test). Its hash goes on the pod template: a change rolls pods.
+// The proxy goes into the container's environment instead: the package installers (pip, npm)
+// the runner starts take it from there, and the runner reads the same variables.
 import { createHash } from 'node:crypto';
 import type { V1ConfigMap } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
@@ -31,6 +33,10 @@ export type RenderedSettings = Partial<
     | 'noProxy'
     | 'enablePreload'
     | 'allowedSyscalls'
+    | 'pythonPackages'
+    | 'nodejsPackages'
+    | 'pipIndexUrl'
+    | 'npmRegistry'
     | 'memoryMiB'
     | 'cpuSeconds'
     | 'maxOutputBytes'
@@ -42,7 +48,7 @@ export type RenderedSettings = Partial<
 >;
 
 export function runnerSettings(pool: SandboxPool): RenderedSettings {
-  const { execution, network, seccomp, logLevel } = pool.spec;
+  const { execution, network, seccomp, dependencies, logLevel } = pool.spec;
   const proxy = network.enabled ? network.egressProxy : undefined;
   return {
     host: '0.0.0.0',
@@ -56,6 +62,10 @@ export function runnerSettings(pool: SandboxPool): RenderedSettings {
     ...(proxy?.noProxy ? { noProxy: proxy.noProxy } : {}),
     enablePreload: execution.enablePreload,
     allowedSyscalls: [...seccomp.extraSyscalls],
+    ...(dependencies.python.length > 0 ? { pythonPackages: [...dependencies.python] } : {}),
+    ...(dependencies.nodejs.length > 0 ? { nodejsPackages: [...dependencies.nodejs] } : {}),
+    ...(dependencies.pipIndexUrl ? { pipIndexUrl: dependencies.pipIndexUrl } : {}),
+    ...(dependencies.npmRegistry ? { npmRegistry: dependencies.npmRegistry } : {}),
     memoryMiB: execution.memoryMiB,
     cpuSeconds: execution.cpuTimeSeconds,
     maxOutputBytes: execution.maxOutputBytes,
@@ -66,13 +76,28 @@ export function runnerSettings(pool: SandboxPool): RenderedSettings {
   };
 }
 
+/** Settings passed as environment variables rather than in config.yaml. */
+const IN_ENV: ReadonlySet<keyof RenderedSettings> = new Set(['httpProxy', 'httpsProxy', 'noProxy']);
+
+const setting = (key: string) => {
+  const s = SETTINGS.find((x) => x.key === key);
+  if (!s) throw new Error(`runner setting ${key} is not in runner/src/config.ts SETTINGS`);
+  return s;
+};
+
+/** The container's environment for the settings passed that way (the runner's names). */
+export function runnerEnv(pool: SandboxPool): { name: string; value: string }[] {
+  return Object.entries(runnerSettings(pool))
+    .filter(([key]) => IN_ENV.has(key as keyof RenderedSettings))
+    .map(([key, value]) => ({ name: setting(key).env, value: String(value) }));
+}
+
 /** config.yaml: each setting at its runner yaml path (e.g. limits.memory_mib). */
 export function renderRunnerConfig(pool: SandboxPool): string {
   const doc: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(runnerSettings(pool))) {
-    const setting = SETTINGS.find((s) => s.key === key);
-    if (!setting) throw new Error(`runner setting ${key} is not in runner/src/config.ts SETTINGS`);
-    const parts = setting.yaml.split('.');
+    if (IN_ENV.has(key as keyof RenderedSettings)) continue;
+    const parts = setting(key).yaml.split('.');
     let node = doc;
     for (const part of parts.slice(0, -1)) node = (node[part] ??= {}) as Record<string, unknown>;
     node[parts[parts.length - 1]!] = value;

@@ -18,11 +18,18 @@ import {
   SCRATCH_DIR,
   configHash,
   renderRunnerConfig,
+  runnerEnv,
 } from './configmap.js';
 
 /** The runner's user and group in the pod (any non-root id works: it needs no capabilities). */
 export const RUNNER_UID = 10001;
 export const API_KEY_VERSION_ANNOTATION = 'sandboxpool.dev/api-key-version';
+
+/** How long a pod may take to start listening before the kubelet restarts it. */
+export function startupBudgetSeconds(pool: SandboxPool): number {
+  const { python, nodejs } = pool.spec.dependencies;
+  return 180 + (python.length > 0 ? 900 : 0) + (nodejs.length > 0 ? 900 : 0);
+}
 
 const quantities = (list: Record<string, string | number>) =>
   Object.fromEntries(Object.entries(list).map(([k, v]) => [k, String(v)]));
@@ -68,6 +75,7 @@ export function buildPodSpec(pool: SandboxPool, ctx: BuildContext): V1PodSpec {
             name: 'API_KEY',
             valueFrom: { secretKeyRef: { name: ctx.apiKey.name, key: ctx.apiKey.key } },
           },
+          ...runnerEnv(pool),
         ],
         resources: {
           ...(spec.resources.requests ? { requests: quantities(spec.resources.requests) } : {}),
@@ -84,12 +92,13 @@ export function buildPodSpec(pool: SandboxPool, ctx: BuildContext): V1PodSpec {
           { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
           { name: 'scratch', mountPath: SCRATCH_DIR },
         ],
-        // The runner listens once its warm pools are filled and its self-test ran.
+        // The runner listens once its packages are installed, its warm pools filled and its
+        // self-test passed: up to 3 minutes, plus the installers' own limit (15 min each).
         startupProbe: {
           httpGet: { path: '/healthz', port: 'http' },
           periodSeconds: 2,
           timeoutSeconds: 2,
-          failureThreshold: 90,
+          failureThreshold: Math.ceil(startupBudgetSeconds(pool) / 2),
         },
         livenessProbe: {
           httpGet: { path: '/healthz', port: 'http' },

@@ -139,7 +139,10 @@ const pods = (ns: string) => api.list<V1Pod>('v1', 'Pod', ns, 'app.kubernetes.io
 describe('a SandboxPool', () => {
   it('becomes every child with the expected spec; PodSecurity "restricted" admits its pods; status and columns are set', async () => {
     const ns = await namespace('sbp-children');
-    await applyPool(ns, 'dify', { execution: { timeoutSeconds: 20 } });
+    await applyPool(ns, 'dify', {
+      execution: { timeoutSeconds: 20 },
+      dependencies: { python: ['numpy==2.1.3'] },
+    });
     const pool = await observed(ns);
 
     const sa = await child.serviceAccount(ns);
@@ -158,7 +161,9 @@ describe('a SandboxPool', () => {
     expect(key).toMatch(/^[0-9a-f]{64}$/);
     expect(secret?.immutable).toBe(true);
 
-    expect((await child.configMap(ns))?.data?.['config.yaml']).toContain('worker_timeout: 20');
+    const configYaml = (await child.configMap(ns))?.data?.['config.yaml'];
+    expect(configYaml).toContain('worker_timeout: 20');
+    expect(configYaml).toMatch(/dependencies:\n {2}python:\n {4}- numpy==2.1.3/);
 
     const d = await child.deployment(ns);
     expect(d?.spec?.replicas).toBe(2);
@@ -491,7 +496,17 @@ describe('a SandboxPool', () => {
         {},
         /metadata.name must be a DNS-1035 label of at most 40 characters/,
       ],
-      ['bad9', { dependencies: { python: ['numpy'] } }, /unknown field "spec.dependencies"/],
+      [
+        'bad9',
+        { network: { enabled: false }, dependencies: { python: ['numpy'] } },
+        /dependencies are installed from the network when pods start: they need network.enabled: true/,
+      ],
+      [
+        'bad10',
+        { dependencies: { python: ['--index-url=http://evil'] } },
+        /spec.dependencies.python\[0\].*should match/,
+      ],
+      ['bad11', { languages: ['python3'] }, /unknown field "spec.languages"/],
     ];
     for (const [name, spec, message] of cases)
       await expect(applyPool(ns, name, spec), name).rejects.toThrow(message);

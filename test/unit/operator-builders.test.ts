@@ -315,22 +315,38 @@ describe('PodDisruptionBudget and HorizontalPodAutoscaler', () => {
 });
 
 describe('runner configuration', () => {
-  it('renders DifySandbox-style config.yaml from execution, network and seccomp', () => {
-    const text = renderRunnerConfig(
-      poolWith({
-        execution: { timeoutSeconds: 30, maxWorkers: 2, maxQueue: 10 },
-        network: { egressProxy: { url: 'http://10.0.0.9:3128', noProxy: 'internal' } },
-        seccomp: { extraSyscalls: ['mbind'] },
-      }),
-    );
+  it('renders DifySandbox-style config.yaml from execution, network, dependencies and seccomp', () => {
+    const pool = poolWith({
+      execution: { timeoutSeconds: 30, maxWorkers: 2, maxQueue: 10 },
+      network: { egressProxy: { url: 'http://10.0.0.9:3128', noProxy: 'internal' } },
+      dependencies: { python: ['numpy==2.1.3'], pipIndexUrl: 'http://pypi.internal/simple' },
+      seccomp: { extraSyscalls: ['mbind'] },
+    });
+    const text = renderRunnerConfig(pool);
     expect(text).toContain('worker_timeout: 30');
     expect(text).toContain('max_workers: 2');
     expect(text).toContain('max_requests: 12');
-    expect(text).toMatch(
-      /proxy:\n {2}http: http:\/\/10\.0\.0\.9:3128\n {2}https: http:\/\/10\.0\.0\.9:3128\n {2}no_proxy: internal/,
-    );
     expect(text).toMatch(/allowed_syscalls:\n {2}- mbind/);
+    expect(text).toMatch(/dependencies:\n {2}python:\n {4}- numpy==2.1.3/);
+    expect(text).toContain('python_pip_mirror_url: http://pypi.internal/simple');
     expect(text).not.toContain('key:'); // the API key comes from the Secret, never the ConfigMap
+    // The proxy is in the environment, where the package installers find it too.
+    expect(text).not.toContain('proxy');
+    expect(buildDeployment(pool, ctx).spec!.template.spec!.containers[0]!.env).toEqual(
+      expect.arrayContaining([
+        { name: 'HTTP_PROXY', value: 'http://10.0.0.9:3128' },
+        { name: 'HTTPS_PROXY', value: 'http://10.0.0.9:3128' },
+        { name: 'NO_PROXY', value: 'internal' },
+      ]),
+    );
+  });
+
+  it('gives pods that install packages longer to start', () => {
+    const threshold = (spec: object) =>
+      buildDeployment(poolWith(spec), ctx).spec!.template.spec!.containers[0]!.startupProbe!
+        .failureThreshold!;
+    expect(threshold({}) * 2).toBe(180);
+    expect(threshold({ dependencies: { python: ['numpy'], nodejs: ['lodash'] } }) * 2).toBe(1980);
   });
 });
 

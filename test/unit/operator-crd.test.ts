@@ -54,6 +54,7 @@ describe('the SandboxPool CRD', () => {
         enablePreload: true,
       },
       network: { enabled: true, allowedCIDRs: [], allowedClients: [{ podSelector: {} }] },
+      dependencies: { python: [], nodejs: [] },
       seccomp: { podProfile: 'RuntimeDefault', extraSyscalls: [] },
       resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { memory: '1Gi' } },
       workDir: { medium: 'Disk', sizeLimit: '1Gi' },

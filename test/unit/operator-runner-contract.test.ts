@@ -46,6 +46,15 @@ const specs: Record<string, SpecInput> = {
     seccomp: { extraSyscalls: ['mbind', 'get_mempolicy'] },
   },
   'network disabled': { network: { enabled: false } },
+  dependencies: {
+    network: { egressProxy: { url: 'http://10.0.0.1:3128' } },
+    dependencies: {
+      python: ['numpy==2.1.3', 'pandas>=2,<3'],
+      nodejs: ['lodash@4.17.21', '@scope/pkg@1.0.0'],
+      pipIndexUrl: 'https://pypi.internal/simple',
+      npmRegistry: 'https://npm.internal/',
+    },
+  },
 };
 
 describe('runner contract', () => {
@@ -82,6 +91,7 @@ describe('runner contract', () => {
       expect(config).toMatchObject(runnerSettings(pool));
       expect(config.apiKey).toBe(SECRET_VALUE);
       expect(config.apiKeyDefaulted).toBe(false);
+      expect(config.unknownKeys).toEqual([]);
 
       // Nothing rendered is ignored by the runner: every key and variable is one of its settings.
       const known = new Set(SETTINGS.map((s) => s.yaml));
