@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import { COMMITTED_PROFILE } from '../native/tools/seccomp-profile.js';
 import { PACKAGE_VERSION, REPO_ROOT } from './paths.js';
 
 export interface OperatorConfig {
@@ -35,13 +36,8 @@ export class OperatorConfigError extends Error {
 
 /** The runner image this operator was built with: its build sets SANDBOXPOOL_RUNNER_IMAGE. */
 export const DEFAULT_RUNNER_IMAGE = `sandboxpool/runner:${PACKAGE_VERSION}`;
-/** The profile generated from native/policies (issue: seccomp profile generator). */
-export const DEFAULT_SECCOMP_PROFILE = path.join(
-  REPO_ROOT,
-  'manifests',
-  'seccomp',
-  'sandboxpool-runner.json',
-);
+/** The pod profile rendered from native/policies (npm run profile -- --update). */
+export const DEFAULT_SECCOMP_PROFILE = path.join(REPO_ROOT, COMMITTED_PROFILE);
 
 function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
   const raw = env[name];

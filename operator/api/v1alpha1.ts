@@ -393,7 +393,7 @@ export const sandboxPoolSpecSchema = object(
           default: 'RuntimeDefault',
         }),
         extraSyscalls: array(
-          string({ description: 'A syscall name.', maxLength: 64, pattern: '^[a-z0-9_]+$' }),
+          string({ description: 'A syscall name.', maxLength: 64, pattern: '^[a-z_][a-z0-9_]*$' }),
           {
             description:
               'Syscalls added to every language policy of the runner (ALLOWED_SYSCALLS) and, with Localhost, to the pod profile.',

@@ -3,13 +3,15 @@
 // a hand-over when the leader dies, and recovery from API server and etcd restarts without a
 // restart of the operator itself.
 import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import { KubeConfig, type V1ConfigMap, type V1Deployment } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { COMMITTED_PROFILE } from '../../native/tools/seccomp-profile.js';
 import type { SandboxPool } from '../../operator/api/v1alpha1.js';
+import { REPO_ROOT } from '../../operator/paths.js';
 import { Informer } from '../../operator/controller/informer.js';
 import { Kube, type KubeObject } from '../../operator/controller/kube.js';
 import { startControlPlane, type ControlPlane } from '../k8s/controlplane.js';
@@ -27,9 +29,7 @@ const SBP = 'sandboxpool.dev/v1alpha1';
 // These operators have no seccomp profile: a Localhost pool is something only they can refuse.
 const NO_PROFILE = { SANDBOXPOOL_SECCOMP_PROFILE: '/nonexistent/sandboxpool-runner.json' };
 
-const PROFILE_FIXTURE = fileURLToPath(
-  new URL('./fixtures/test-only-seccomp-profile.json', import.meta.url),
-);
+const PROFILE = path.join(REPO_ROOT, COMMITTED_PROFILE);
 
 let cp: ControlPlane;
 let api: Api;
@@ -257,7 +257,7 @@ describe('seccomp profile delivery', () => {
       stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: node } }),
     );
     try {
-      const o = await operator('operator-g', { SANDBOXPOOL_SECCOMP_PROFILE: PROFILE_FIXTURE });
+      const o = await operator('operator-g', { SANDBOXPOOL_SECCOMP_PROFILE: PROFILE });
       await leads(o);
       const ns = await namespace('gating');
       await applyPool(ns, 'strict', { seccomp: { podProfile: 'Localhost' } });

@@ -3,7 +3,6 @@
 // lives in a namespace where PodSecurity enforces "restricted".
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type {
   V1ConfigMap,
   V1DaemonSet,
@@ -33,9 +32,6 @@ import {
   type OperatorProcess,
 } from '../support/operator.js';
 
-const PROFILE_FIXTURE = fileURLToPath(
-  new URL('./fixtures/test-only-seccomp-profile.json', import.meta.url),
-);
 const SBP = 'sandboxpool.dev/v1alpha1';
 
 let cp: ControlPlaneInfo;
@@ -47,8 +43,8 @@ beforeAll(async () => {
   cp = controlPlane();
   api = new Api(cp.kubeconfigPath);
   const kubeconfig = await installOperator(cp);
+  // The default profile: manifests/seccomp/sandboxpool-runner.json, rendered from the policies.
   operator = await startOperator(kubeconfig, 'operator-e2e', {
-    SANDBOXPOOL_SECCOMP_PROFILE: PROFILE_FIXTURE,
     // Only events make it reconcile here (the idle check in the metrics test counts on it).
     SANDBOXPOOL_RESYNC_SECONDS: '3600',
   });

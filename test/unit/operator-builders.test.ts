@@ -1,6 +1,11 @@
 // The pure builders: SandboxPool spec in, Kubernetes object out.
 import type { V1Deployment, V1DeploymentCondition } from '@kubernetes/client-node';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { COMMITTED_PROFILE } from '../../native/tools/seccomp-profile.js';
+import { loadOperatorConfig } from '../../operator/config.js';
+import { REPO_ROOT } from '../../operator/paths.js';
 import { CONFIG_HASH_ANNOTATION, type BuildContext } from '../../operator/builders/common.js';
 import { buildConfigMap, renderRunnerConfig } from '../../operator/builders/configmap.js';
 import { buildDeployment } from '../../operator/builders/deployment.js';
@@ -369,6 +374,16 @@ describe('seccomp profile delivery', () => {
       action: 'SCMP_ACT_ALLOW',
     });
     expect(renderPodProfile(base, []).content).toBe(plain.content);
+  });
+
+  it('accepts the committed pod profile (the default) and extends it', () => {
+    const file = path.join(REPO_ROOT, COMMITTED_PROFILE);
+    expect(loadOperatorConfig({}).seccompProfilePath).toBe(file);
+    const committed = parseSeccompProfile(readFileSync(file, 'utf8'), file);
+    const rendered = JSON.parse(renderPodProfile(committed, ['mbind']).content) as typeof committed;
+    expect(rendered.defaultAction).toBe(committed.defaultAction);
+    expect(rendered.syscalls?.slice(0, -1)).toEqual(committed.syscalls);
+    expect(rendered.syscalls?.at(-1)).toEqual({ names: ['mbind'], action: 'SCMP_ACT_ALLOW' });
   });
 
   it('refuses what is not a seccomp profile, saying why', () => {
