@@ -11,6 +11,7 @@ export const LANGUAGES: readonly Language[] = ['python3', 'nodejs'];
 export interface RunnerConfig {
   host: string;
   port: number;
+  metricsPort: number;
   apiKey: string;
   /** True when API_KEY was not set and the loopback-only default key is in use. */
   apiKeyDefaulted: boolean;
@@ -79,6 +80,16 @@ export const SETTINGS: readonly Setting[] = [
     min: 0,
     max: 65535,
     doc: 'HTTP listen port (0: any free port)',
+  },
+  {
+    key: 'metricsPort',
+    env: 'SANDBOX_METRICS_PORT',
+    yaml: 'app.metrics_port',
+    kind: 'int',
+    default: '0',
+    min: 0,
+    max: 65535,
+    doc: 'a second listener serving only `/metrics` and `/healthz`, so a NetworkPolicy can open metrics alone to Prometheus (0: none; `/metrics` is always served on the main port too)',
   },
   {
     key: 'host',

@@ -42,6 +42,19 @@ function parseLanguage(value: unknown): Language | undefined {
   return LANGUAGES.find((l) => l === value);
 }
 
+/** The metrics listener: `/metrics` and `/healthz`, nothing else. */
+export function createMetricsApp(metrics: RunnerMetrics): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.set('Content-Type', metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  return app;
+}
+
 export function createApp({
   config,
   engine,

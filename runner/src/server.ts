@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { RunnerConfig } from './config.js';
 import { installPackages } from './dependencies.js';
 import { Engine } from './engine.js';
-import { createApp, type Readiness } from './http.js';
+import { createApp, createMetricsApp, type Readiness } from './http.js';
 import { RunnerMetrics } from './metrics.js';
 import { NATIVE_BUILD } from './paths.js';
 import { Sandboxes } from './pool.js';
@@ -137,22 +137,35 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   });
   // Dify's clients keep connections alive; do not drop them before they do.
   server.keepAliveTimeout = 65_000;
+  // Metrics alone on their own port: in Kubernetes a NetworkPolicy can then let Prometheus
+  // scrape without letting it reach the API.
+  const metricsServer =
+    config.metricsPort > 0
+      ? await new Promise<Server>((resolve, reject) => {
+          const s = createMetricsApp(metrics).listen(config.metricsPort, config.host, () =>
+            resolve(s),
+          );
+          s.once('error', reject);
+        })
+      : undefined;
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.port;
   logger.info(
-    { host: config.host, port },
+    { host: config.host, port, ...(metricsServer ? { metricsPort: config.metricsPort } : {}) },
     `config init success: listening on ${config.host}:${port}`,
   );
+  const closeServer = (s: Server) =>
+    new Promise<void>((resolve) => {
+      s.close(() => resolve());
+      s.closeAllConnections();
+    });
   return {
     server,
     config,
     close: async () => {
       clearTimeout(recheck);
       engine.onSandboxError = undefined;
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      await Promise.all([closeServer(server), metricsServer && closeServer(metricsServer)]);
       await sandboxes.stop();
     },
   };

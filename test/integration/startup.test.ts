@@ -1,6 +1,7 @@
 // The runner as a process, started the way `npm start` does.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -8,6 +9,53 @@ import { REPO_ROOT } from '../../runner/src/paths.js';
 
 const MAIN = path.join(REPO_ROOT, 'dist/runner/src/main.js');
 const baseEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer().listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address !== null
+          ? resolve(address.port)
+          : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+/** Starts the built runner and resolves with its 'config init success' line. */
+async function startMain(
+  env: Record<string, string>,
+): Promise<{ child: ReturnType<typeof spawn>; line: Record<string, unknown>; out: () => string }> {
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'sbp-start-'));
+  const child = spawn(process.execPath, [MAIN], {
+    env: {
+      ...baseEnv,
+      SANDBOX_HOST: '127.0.0.1',
+      SANDBOX_PORT: '0',
+      API_KEY: 'k',
+      SANDBOX_WORK_DIR: workDir,
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  const line = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`no 'config init success' within 20 s:\n${out}`)),
+      20_000,
+    );
+    child.stdout.on('data', () => {
+      const found = out.split('\n').find((l) => l.includes('config init success'));
+      if (found !== undefined) {
+        clearTimeout(timer);
+        resolve(JSON.parse(found) as Record<string, unknown>);
+      }
+    });
+  });
+  return { child, line, out: () => out };
+}
 
 describe('runner start-up', () => {
   it('is built (npm run build)', () => {
@@ -38,38 +86,35 @@ describe('runner start-up', () => {
   });
 
   it("logs 'config init success' in JSON once it serves, and stops on SIGTERM", async () => {
-    const workDir = mkdtempSync(path.join(os.tmpdir(), 'sbp-start-'));
-    const child = spawn(process.execPath, [MAIN], {
-      env: {
-        ...baseEnv,
-        SANDBOX_HOST: '127.0.0.1',
-        SANDBOX_PORT: '0',
-        API_KEY: 'k',
-        SANDBOX_WORK_DIR: workDir,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    const line = await new Promise<Record<string, unknown>>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no 'config init success' within 20 s:\n${out}`)),
-        20_000,
-      );
-      child.stdout.on('data', () => {
-        const found = out.split('\n').find((l) => l.includes('config init success'));
-        if (found !== undefined) {
-          clearTimeout(timer);
-          resolve(JSON.parse(found) as Record<string, unknown>);
-        }
-      });
-    });
+    const { child, line, out } = await startMain({});
     expect(line.port).toBeGreaterThan(0);
     const health = await fetch(`http://127.0.0.1:${String(line.port)}/readyz`);
     expect(health.status).toBe(200);
-    for (const l of out.trim().split('\n')) expect(() => JSON.parse(l)).not.toThrow();
+    for (const l of out().trim().split('\n')) expect(() => JSON.parse(l)).not.toThrow();
     child.kill('SIGTERM');
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     expect(code).toBe(0);
+  });
+
+  it('serves only /metrics and /healthz on SANDBOX_METRICS_PORT', async () => {
+    const metricsPort = await freePort();
+    const { child, line } = await startMain({ SANDBOX_METRICS_PORT: String(metricsPort) });
+    try {
+      expect(line.metricsPort).toBe(metricsPort);
+      const base = `http://127.0.0.1:${metricsPort}`;
+      const metrics = await fetch(`${base}/metrics`);
+      expect(metrics.status).toBe(200);
+      expect(await metrics.text()).toContain('sandbox_executions_in_flight');
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      const run = await fetch(`${base}/v1/sandbox/run`, {
+        method: 'POST',
+        headers: { 'X-Api-Key': 'k', 'Content-Type': 'application/json' },
+        body: JSON.stringify({ language: 'python3', code: 'print(1)' }),
+      });
+      expect(run.status).toBe(404);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.on('exit', resolve));
+    }
   });
 });

@@ -40,9 +40,14 @@ export interface ControlPlaneInfo {
 }
 
 export interface ControlPlane extends ControlPlaneInfo {
-  /** Process ids of etcd, kube-apiserver and kube-controller-manager. */
+  /** Process ids of etcd, kube-apiserver and kube-controller-manager (current, after restarts). */
   readonly pids: Readonly<Record<ComponentName, number>>;
   kubeconfigForServiceAccount(namespace: string, name: string): Promise<string>;
+  /**
+   * Stops one component (SIGTERM) and starts it again with the same flags, data and ports;
+   * resolves once it is ready again. For tests of clients that must survive an outage.
+   */
+  restart(component: ComponentName): Promise<void>;
   /** Stops every process it started and removes its scratch directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -54,7 +59,7 @@ export interface StartOptions {
   readyTimeoutMs?: number;
 }
 
-type ComponentName = 'etcd' | 'kube-apiserver' | 'kube-controller-manager';
+export type ComponentName = 'etcd' | 'kube-apiserver' | 'kube-controller-manager';
 
 const SETUP_HINT = 'run `bash test/k8s/setup.sh` (as root; the first build takes ~10 minutes)';
 
@@ -137,7 +142,8 @@ class Component {
     args: string[],
     logPath: string,
   ) {
-    const log = createWriteStream(logPath);
+    // Appends: a restarted component keeps its earlier output in the same log.
+    const log = createWriteStream(logPath, { flags: 'a' });
     // setpriv (util-linux, essential on Debian) makes the kernel kill the component when the
     // process that started it dies, even by SIGKILL, where no exit handler runs.
     const [command, commandArgs] = setpriv
@@ -388,6 +394,25 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
       live.delete(entry);
     })());
 
+  // Each component is started by a function kept for restart(): same flags, same readiness check.
+  const relaunch = new Map<ComponentName, () => Promise<void>>();
+  const launch = async (
+    name: ComponentName,
+    args: string[],
+    ready: (c: Component) => Promise<void>,
+  ): Promise<Component> => {
+    const start = async () => {
+      const c = new Component(name, bins[name], args, join(workDir, `${name}.log`));
+      const at = components.findIndex((x) => x.name === name);
+      if (at >= 0) components[at] = c;
+      else components.push(c);
+      await ready(c);
+      return c;
+    };
+    relaunch.set(name, async () => void (await start()));
+    return start();
+  };
+
   try {
     const [etcdClient, etcdPeer, apiPort, kcmPort] = await Promise.all([
       freePort(),
@@ -423,9 +448,8 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
     // 1. etcd: its own data dir, client and peer on loopback.
     const etcdUrl = `http://127.0.0.1:${etcdClient}`;
     const peerUrl = `http://127.0.0.1:${etcdPeer}`;
-    const etcd = new Component(
+    await launch(
       'etcd',
-      bins.etcd,
       [
         '--name=test',
         `--data-dir=${join(workDir, 'etcd')}`,
@@ -437,19 +461,19 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
         '--logger=zap',
         '--log-outputs=stderr',
       ],
-      join(workDir, 'etcd.log'),
+      (etcd) =>
+        waitUntil(etcd, 'healthy', timeoutMs, async () => {
+          const { status, body } = await probe({ url: `${etcdUrl}/health` });
+          return status === 200 && body.includes('"health":"true"');
+        }),
     );
-    components.push(etcd);
-    await waitUntil(etcd, 'healthy', timeoutMs, async () => {
-      const { status, body } = await probe({ url: `${etcdUrl}/health` });
-      return status === 200 && body.includes('"health":"true"');
-    });
 
     // 2. kube-apiserver: self-signed serving cert in --cert-dir, RBAC, PodSecurity admission.
     const certDir = join(workDir, 'apiserver-certs');
-    const apiserver = new Component(
+    const server = `https://127.0.0.1:${apiPort}`;
+    const caPath = join(certDir, 'apiserver.crt');
+    await launch(
       'kube-apiserver',
-      bins['kube-apiserver'],
       [
         `--etcd-servers=${etcdUrl}`,
         `--secure-port=${apiPort}`,
@@ -465,22 +489,19 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
         '--service-cluster-ip-range=10.96.0.0/16',
         '--enable-admission-plugins=PodSecurity',
       ],
-      join(workDir, 'kube-apiserver.log'),
+      // The certificate is written before the server listens; read it again on each probe so
+      // a half-written file is never the one kept.
+      (apiserver) =>
+        waitUntil(apiserver, 'ready (/readyz)', timeoutMs, async () => {
+          if (!existsSync(caPath)) return false;
+          const { status } = await probe({
+            url: `${server}/readyz`,
+            ca: await readFile(caPath),
+            token: adminToken,
+          });
+          return status === 200;
+        }),
     );
-    components.push(apiserver);
-    const server = `https://127.0.0.1:${apiPort}`;
-    const caPath = join(certDir, 'apiserver.crt');
-    // The certificate is written before the server listens; read it again on each probe so a
-    // half-written file is never the one kept.
-    await waitUntil(apiserver, 'ready (/readyz)', timeoutMs, async () => {
-      if (!existsSync(caPath)) return false;
-      const { status } = await probe({
-        url: `${server}/readyz`,
-        ca: await readFile(caPath),
-        token: adminToken,
-      });
-      return status === 200;
-    });
     const caPem = await readFile(caPath);
 
     const kubeconfigPath = join(workDir, 'admin.kubeconfig');
@@ -493,9 +514,8 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
 
     // 3. kube-controller-manager: Deployments get ReplicaSets and Pods, namespaces get their
     // default ServiceAccount and kube-root-ca.crt, each controller under its own account.
-    const kcm = new Component(
+    const kcm = await launch(
       'kube-controller-manager',
-      bins['kube-controller-manager'],
       [
         `--kubeconfig=${kcmKubeconfig}`,
         `--authentication-kubeconfig=${kcmKubeconfig}`,
@@ -508,16 +528,15 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
         `--secure-port=${kcmPort}`,
         `--cert-dir=${join(workDir, 'kcm-certs')}`,
       ],
-      join(workDir, 'kube-controller-manager.log'),
+      (c) =>
+        waitUntil(c, 'healthy (/healthz)', timeoutMs, async () => {
+          const { status } = await probe({
+            url: `https://127.0.0.1:${kcmPort}/healthz`,
+            insecure: true,
+          });
+          return status === 200;
+        }),
     );
-    components.push(kcm);
-    await waitUntil(kcm, 'healthy (/healthz)', timeoutMs, async () => {
-      const { status } = await probe({
-        url: `https://127.0.0.1:${kcmPort}/healthz`,
-        insecure: true,
-      });
-      return status === 200;
-    });
     // Controllers are really working once the default namespace has its ServiceAccount.
     await waitUntil(kcm, 'creating ServiceAccount default/default', timeoutMs, async () => {
       const { status } = await probe({
@@ -530,15 +549,23 @@ export async function startControlPlane(options: StartOptions = {}): Promise<Con
 
     const info: ControlPlaneInfo = { server, kubeconfigPath, caPath, binDir, workDir };
     const pid = (c: Component) => c.child.pid ?? -1;
+    const current = (name: ComponentName) => components.find((c) => c.name === name);
     return {
       ...info,
-      pids: {
-        etcd: pid(etcd),
-        'kube-apiserver': pid(apiserver),
-        'kube-controller-manager': pid(kcm),
+      get pids() {
+        return {
+          etcd: pid(current('etcd')!),
+          'kube-apiserver': pid(current('kube-apiserver')!),
+          'kube-controller-manager': pid(current('kube-controller-manager')!),
+        };
       },
       kubeconfigForServiceAccount: (namespace, name) =>
         kubeconfigForServiceAccount(info, namespace, name),
+      restart: async (name) => {
+        if (stopped) throw new Error(`restart(${name}): the control plane is stopped`);
+        await current(name)?.stop();
+        await relaunch.get(name)!();
+      },
       stop,
     };
   } catch (err) {

@@ -1,0 +1,164 @@
+// The runner Deployment: restricted pods (PodSecurity "restricted"): non-root, no capabilities,
+// no privilege escalation, read-only root filesystem with an emptyDir for the work directory, a
+// seccomp profile, no service-account token; probes, resources, spread across nodes and zones,
+// and rolling updates that never lower capacity (maxUnavailable 0).
+import type { V1Deployment, V1PodSpec, V1TopologySpreadConstraint } from '@kubernetes/client-node';
+import { METRICS_PORT, RUNNER_PORT, type SandboxPool } from '../api/v1alpha1.js';
+import {
+  CONFIG_HASH_ANNOTATION,
+  childMeta,
+  childNames,
+  commonLabels,
+  selectorLabels,
+  type BuildContext,
+} from './common.js';
+import {
+  CONFIG_DIR,
+  CONFIG_FILE,
+  SCRATCH_DIR,
+  configHash,
+  renderRunnerConfig,
+  runnerEnv,
+} from './configmap.js';
+
+/** The runner's user and group in the pod (any non-root id works: it needs no capabilities). */
+export const RUNNER_UID = 10001;
+export const API_KEY_VERSION_ANNOTATION = 'sandboxpool.dev/api-key-version';
+
+/** How long a pod may take to start listening before the kubelet restarts it. */
+export function startupBudgetSeconds(pool: SandboxPool): number {
+  const { python, nodejs } = pool.spec.dependencies;
+  return 180 + (python.length > 0 ? 900 : 0) + (nodejs.length > 0 ? 900 : 0);
+}
+
+const quantities = (list: Record<string, string | number>) =>
+  Object.fromEntries(Object.entries(list).map(([k, v]) => [k, String(v)]));
+
+function topologySpread(pool: SandboxPool): V1TopologySpreadConstraint[] {
+  return ['kubernetes.io/hostname', 'topology.kubernetes.io/zone'].map((topologyKey) => ({
+    maxSkew: 1,
+    topologyKey,
+    whenUnsatisfiable: 'ScheduleAnyway',
+    labelSelector: { matchLabels: selectorLabels(pool) },
+    matchLabelKeys: ['pod-template-hash'],
+  }));
+}
+
+export function buildPodSpec(pool: SandboxPool, ctx: BuildContext): V1PodSpec {
+  const { spec } = pool;
+  const t = spec.podTemplate;
+  return {
+    serviceAccountName: childNames(pool).serviceAccount,
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    // A run may take timeoutSeconds; let the ones in flight finish.
+    terminationGracePeriodSeconds: spec.execution.timeoutSeconds + 15,
+    securityContext: {
+      runAsNonRoot: true,
+      runAsUser: RUNNER_UID,
+      runAsGroup: RUNNER_UID,
+      fsGroup: RUNNER_UID,
+      seccompProfile: ctx.seccomp,
+    },
+    containers: [
+      {
+        name: 'runner',
+        image: ctx.image,
+        imagePullPolicy: spec.imagePullPolicy,
+        ports: [
+          { name: 'http', containerPort: RUNNER_PORT, protocol: 'TCP' },
+          { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' },
+        ],
+        env: [
+          { name: 'SANDBOX_CONFIG', value: `${CONFIG_DIR}/${CONFIG_FILE}` },
+          {
+            name: 'API_KEY',
+            valueFrom: { secretKeyRef: { name: ctx.apiKey.name, key: ctx.apiKey.key } },
+          },
+          ...runnerEnv(pool),
+        ],
+        resources: {
+          ...(spec.resources.requests ? { requests: quantities(spec.resources.requests) } : {}),
+          ...(spec.resources.limits ? { limits: quantities(spec.resources.limits) } : {}),
+        },
+        securityContext: {
+          runAsNonRoot: true,
+          allowPrivilegeEscalation: false,
+          privileged: false,
+          readOnlyRootFilesystem: true,
+          capabilities: { drop: ['ALL'] },
+        },
+        volumeMounts: [
+          { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+          { name: 'scratch', mountPath: SCRATCH_DIR },
+        ],
+        // The runner listens once its packages are installed, its warm pools filled and its
+        // self-test passed: up to 3 minutes, plus the installers' own limit (15 min each).
+        startupProbe: {
+          httpGet: { path: '/healthz', port: 'http' },
+          periodSeconds: 2,
+          timeoutSeconds: 2,
+          failureThreshold: Math.ceil(startupBudgetSeconds(pool) / 2),
+        },
+        livenessProbe: {
+          httpGet: { path: '/healthz', port: 'http' },
+          periodSeconds: 10,
+          timeoutSeconds: 3,
+          failureThreshold: 3,
+        },
+        readinessProbe: {
+          httpGet: { path: '/readyz', port: 'http' },
+          periodSeconds: 5,
+          timeoutSeconds: 3,
+          failureThreshold: 2,
+        },
+        terminationMessagePolicy: 'FallbackToLogsOnError',
+      },
+    ],
+    volumes: [
+      { name: 'config', configMap: { name: childNames(pool).configMap } },
+      {
+        name: 'scratch',
+        emptyDir: {
+          ...(spec.workDir.medium === 'Memory' ? { medium: 'Memory' } : {}),
+          sizeLimit: String(spec.workDir.sizeLimit),
+        },
+      },
+    ],
+    topologySpreadConstraints: topologySpread(pool),
+    ...(t.nodeSelector ? { nodeSelector: t.nodeSelector } : {}),
+    ...(t.tolerations ? { tolerations: t.tolerations } : {}),
+    ...(t.affinity ? { affinity: t.affinity } : {}),
+    ...(t.priorityClassName ? { priorityClassName: t.priorityClassName } : {}),
+    ...(t.runtimeClassName ? { runtimeClassName: t.runtimeClassName } : {}),
+  };
+}
+
+export function buildDeployment(pool: SandboxPool, ctx: BuildContext): V1Deployment {
+  const { spec } = pool;
+  const t = spec.podTemplate;
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: childMeta(pool, childNames(pool).deployment),
+    spec: {
+      // With autoscaling the HorizontalPodAutoscaler owns replicas: leaving the field out of
+      // the applied configuration gives it up (see reconciler: the hand-over).
+      ...(spec.autoscaling ? {} : { replicas: spec.replicas }),
+      revisionHistoryLimit: 5,
+      selector: { matchLabels: selectorLabels(pool) },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      template: {
+        metadata: {
+          labels: { ...t.labels, ...commonLabels(pool) },
+          annotations: {
+            ...t.annotations,
+            [CONFIG_HASH_ANNOTATION]: configHash(renderRunnerConfig(pool)),
+            [API_KEY_VERSION_ANNOTATION]: ctx.apiKeyVersion,
+          },
+        },
+        spec: buildPodSpec(pool, ctx),
+      },
+    },
+  };
+}

@@ -1,0 +1,189 @@
+// Seccomp profile delivery for pools with podProfile Localhost. The profile (generated from the
+// runner's policy files, read by the operator from SANDBOXPOOL_SECCOMP_PROFILE) plus the pool's
+// extraSyscalls is named by its content hash; a ConfigMap in the operator's namespace holds every
+// profile in use, and a DaemonSet copies them under each node's kubelet seccomp root, where
+// pods refer to them as Localhost profiles. The DaemonSet needs a hostPath, so its namespace
+// must admit privileged pods; the runner pods themselves stay "restricted".
+import { createHash } from 'node:crypto';
+import type { V1ConfigMap, V1DaemonSet } from '@kubernetes/client-node';
+import { MANAGED_BY } from './common.js';
+
+export const SECCOMP_DIR = 'sandboxpool';
+export const PROFILES_CONFIGMAP = 'sandboxpool-seccomp-profiles';
+export const INSTALLER_DAEMONSET = 'sandboxpool-seccomp-installer';
+export const PROFILES_HASH_ANNOTATION = 'sandboxpool.dev/profiles-hash';
+/** The kubelet's default seccomp root (--seccomp-profile-root is gone since 1.23). */
+export const KUBELET_SECCOMP_ROOT = '/var/lib/kubelet/seccomp';
+
+interface SeccompRule {
+  names?: string[];
+  action: string;
+  [other: string]: unknown;
+}
+export interface SeccompProfile {
+  defaultAction: string;
+  syscalls?: SeccompRule[];
+  [other: string]: unknown;
+}
+
+/** Checks the shape the container runtimes read (OCI seccomp JSON); throws saying what is off. */
+export function parseSeccompProfile(text: string, source: string): SeccompProfile {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${source}: not JSON: ${(err as Error).message}`);
+  }
+  const p = value as Partial<SeccompProfile> | null;
+  if (p === null || typeof p !== 'object' || typeof p.defaultAction !== 'string')
+    throw new Error(`${source}: not a seccomp profile (no "defaultAction")`);
+  if (p.syscalls !== undefined && !Array.isArray(p.syscalls))
+    throw new Error(`${source}: "syscalls" must be a list`);
+  return p as SeccompProfile;
+}
+
+export interface RenderedProfile {
+  /** The path under the kubelet's seccomp root: sandboxpool/runner-<hash>.json. */
+  localhostProfile: string;
+  /** The file name in the ConfigMap and on the node. */
+  fileName: string;
+  content: string;
+}
+
+/** The base profile plus the pool's extra syscalls, named by its content. */
+export function renderPodProfile(base: SeccompProfile, extraSyscalls: string[]): RenderedProfile {
+  const profile: SeccompProfile =
+    extraSyscalls.length === 0
+      ? base
+      : {
+          ...base,
+          syscalls: [
+            ...(base.syscalls ?? []),
+            { names: [...extraSyscalls].sort(), action: 'SCMP_ACT_ALLOW' },
+          ],
+        };
+  const content = `${JSON.stringify(profile, null, 2)}\n`;
+  const fileName = `runner-${createHash('sha256').update(content).digest('hex').slice(0, 16)}.json`;
+  return { localhostProfile: `${SECCOMP_DIR}/${fileName}`, fileName, content };
+}
+
+const installerLabels = {
+  'app.kubernetes.io/name': 'sandboxpool-seccomp-installer',
+  'app.kubernetes.io/component': 'seccomp-installer',
+  'app.kubernetes.io/part-of': 'sandboxpool',
+  'app.kubernetes.io/managed-by': MANAGED_BY,
+};
+
+export function buildProfilesConfigMap(
+  namespace: string,
+  profiles: RenderedProfile[],
+): V1ConfigMap {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: PROFILES_CONFIGMAP, namespace, labels: installerLabels },
+    data: Object.fromEntries(profiles.map((p) => [p.fileName, p.content])),
+  };
+}
+
+export function profilesHash(profiles: RenderedProfile[]): string {
+  const h = createHash('sha256');
+  for (const p of [...profiles].sort((a, b) => a.fileName.localeCompare(b.fileName)))
+    h.update(`${p.fileName}\0${p.content}\0`);
+  return h.digest('hex').slice(0, 16);
+}
+
+// Copies each profile atomically (write, then rename) and again whenever the ConfigMap volume
+// changes; ready once every profile on the node equals the ConfigMap's.
+const INSTALL = `set -eu
+dest=/host/seccomp/${SECCOMP_DIR}
+while true; do
+  mkdir -p "$dest"
+  for f in /profiles/*.json; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f")
+    if ! cmp -s "$f" "$dest/$name"; then
+      cp "$f" "$dest/.$name.tmp" && mv -f "$dest/.$name.tmp" "$dest/$name"
+    fi
+  done
+  sleep 10
+done`;
+const CHECK = `for f in /profiles/*.json; do [ -e "$f" ] || continue; cmp -s "$f" "/host/seccomp/${SECCOMP_DIR}/$(basename "$f")" || exit 1; done`;
+
+export function buildInstallerDaemonSet(
+  namespace: string,
+  image: string,
+  profiles: RenderedProfile[],
+): V1DaemonSet {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: { name: INSTALLER_DAEMONSET, namespace, labels: installerLabels },
+    spec: {
+      selector: {
+        matchLabels: { 'app.kubernetes.io/name': installerLabels['app.kubernetes.io/name'] },
+      },
+      updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%' } },
+      template: {
+        metadata: {
+          labels: installerLabels,
+          annotations: { [PROFILES_HASH_ANNOTATION]: profilesHash(profiles) },
+        },
+        spec: {
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          // Every node that may run a runner pod, tainted or not.
+          tolerations: [{ operator: 'Exists' }],
+          securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
+          containers: [
+            {
+              name: 'installer',
+              image,
+              command: ['/bin/sh', '-c', INSTALL],
+              // Root to write the kubelet's root-owned directory; no capability is needed for
+              // that (the owner's write bit), so all are dropped.
+              securityContext: {
+                runAsUser: 0,
+                runAsNonRoot: false,
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                capabilities: { drop: ['ALL'] },
+              },
+              readinessProbe: {
+                exec: { command: ['/bin/sh', '-c', CHECK] },
+                periodSeconds: 10,
+              },
+              resources: {
+                requests: { cpu: '5m', memory: '16Mi' },
+                limits: { memory: '64Mi' },
+              },
+              volumeMounts: [
+                { name: 'profiles', mountPath: '/profiles', readOnly: true },
+                { name: 'seccomp', mountPath: '/host/seccomp' },
+              ],
+            },
+          ],
+          volumes: [
+            { name: 'profiles', configMap: { name: PROFILES_CONFIGMAP } },
+            {
+              name: 'seccomp',
+              hostPath: { path: KUBELET_SECCOMP_ROOT, type: 'DirectoryOrCreate' },
+            },
+          ],
+        },
+      },
+    },
+  };
+}
+
+/** Whether the DaemonSet has installed the profiles of hash `hash` on every node it runs on. */
+export function installerRolledOut(ds: V1DaemonSet | undefined, hash: string): boolean {
+  const s = ds?.status;
+  if (!ds || !s) return false;
+  return (
+    ds.spec?.template.metadata?.annotations?.[PROFILES_HASH_ANNOTATION] === hash &&
+    (s.observedGeneration ?? 0) >= (ds.metadata?.generation ?? 1) &&
+    (s.updatedNumberScheduled ?? 0) === s.desiredNumberScheduled &&
+    s.numberReady === s.desiredNumberScheduled
+  );
+}

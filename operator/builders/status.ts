@@ -1,0 +1,158 @@
+// The SandboxPool's status from what the reconciler observed: replicas, the endpoint, and the
+// Ready / Progressing / Degraded conditions (metav1.Condition), each with a reason.
+import type { V1Deployment, V1DeploymentCondition } from '@kubernetes/client-node';
+import {
+  RUNNER_PORT,
+  type Condition,
+  type SandboxPool,
+  type SandboxPoolStatus,
+} from '../api/v1alpha1.js';
+import { endpoint, selectorString, type SeccompChoice } from './common.js';
+
+/** Something only the operator can detect that keeps the pool from working as specified. */
+export interface Problem {
+  /** CamelCase, e.g. SecretNotFound. */
+  reason: string;
+  message: string;
+}
+
+export interface Observation {
+  /** The Deployment as the API server returned it (absent: not created, e.g. on a problem). */
+  deployment?: V1Deployment;
+  problem?: Problem;
+  /** Where the API key is. */
+  apiKey?: { name: string; key: string };
+  seccomp?: SeccompChoice;
+  /** Work still under way that is not a problem (e.g. the seccomp profile being installed). */
+  pending?: Problem;
+  /** The last reconcile failed (an API error, retried with backoff): Degraded, not a verdict on Ready. */
+  failure?: Problem;
+}
+
+function deploymentCondition(
+  d: V1Deployment | undefined,
+  type: string,
+): V1DeploymentCondition | undefined {
+  return d?.status?.conditions?.find((c) => c.type === type);
+}
+
+type ConditionCore = Pick<Condition, 'type' | 'status' | 'reason' | 'message'>;
+
+function conditions(pool: SandboxPool, o: Observation): ConditionCore[] {
+  const d = o.deployment;
+  const desired = d?.spec?.replicas ?? 0;
+  const s = d?.status ?? {};
+  const ready = s.readyReplicas ?? 0;
+  const updated = s.updatedReplicas ?? 0;
+  const total = s.replicas ?? 0;
+  const counts = `${ready} of ${desired} runner pods ready`;
+
+  if (o.problem) {
+    const { reason, message } = o.problem;
+    return [
+      { type: 'Ready', status: 'False', reason, message },
+      { type: 'Progressing', status: 'False', reason, message },
+      { type: 'Degraded', status: 'True', reason, message },
+    ];
+  }
+
+  const available = deploymentCondition(d, 'Available')?.status === 'True';
+  const ready_: ConditionCore =
+    desired === 0
+      ? {
+          type: 'Ready',
+          status: 'False',
+          reason: 'ScaledToZero',
+          message: 'the pool has 0 replicas',
+        }
+      : available && ready > 0
+        ? { type: 'Ready', status: 'True', reason: 'MinimumReplicasAvailable', message: counts }
+        : { type: 'Ready', status: 'False', reason: 'ReplicasUnavailable', message: counts };
+
+  const deadline = deploymentCondition(d, 'Progressing');
+  const stalled = deadline?.status === 'False' && deadline.reason === 'ProgressDeadlineExceeded';
+  const rollingOut =
+    !d ||
+    (s.observedGeneration ?? 0) < (d.metadata?.generation ?? 0) ||
+    updated < desired ||
+    total > updated ||
+    ready < desired;
+  const progressing: ConditionCore = stalled
+    ? {
+        type: 'Progressing',
+        status: 'False',
+        reason: 'ProgressDeadlineExceeded',
+        message: deadline.message ?? 'the rollout made no progress',
+      }
+    : o.pending
+      ? { type: 'Progressing', status: 'True', ...o.pending }
+      : rollingOut
+        ? {
+            type: 'Progressing',
+            status: 'True',
+            reason: 'RollingOut',
+            message: `${updated} of ${desired} runner pods updated, ${counts}`,
+          }
+        : { type: 'Progressing', status: 'False', reason: 'RolloutComplete', message: counts };
+
+  const failure = deploymentCondition(d, 'ReplicaFailure');
+  const degraded: ConditionCore = o.failure
+    ? { type: 'Degraded', status: 'True', ...o.failure }
+    : failure?.status === 'True'
+      ? {
+          type: 'Degraded',
+          status: 'True',
+          reason: 'ReplicaFailure',
+          message: failure.message ?? 'the runner pods cannot be created',
+        }
+      : stalled
+        ? {
+            type: 'Degraded',
+            status: 'True',
+            reason: 'ProgressDeadlineExceeded',
+            message: progressing.message,
+          }
+        : {
+            type: 'Degraded',
+            status: 'False',
+            reason: 'AsExpected',
+            message: 'no problem observed',
+          };
+
+  return [ready_, progressing, degraded];
+}
+
+/** The new status; conditions keep their lastTransitionTime while their status is unchanged. */
+export function buildStatus(pool: SandboxPool, o: Observation, now: Date): SandboxPoolStatus {
+  const previous = pool.status?.conditions ?? [];
+  const generation = pool.metadata.generation ?? 0;
+  const s = o.deployment?.status;
+  return {
+    observedGeneration: generation,
+    replicas: s?.replicas ?? 0,
+    readyReplicas: s?.readyReplicas ?? 0,
+    updatedReplicas: s?.updatedReplicas ?? 0,
+    selector: selectorString(pool),
+    endpoint: endpoint(pool, RUNNER_PORT),
+    ...(o.apiKey ? { apiKeySecretRef: o.apiKey } : {}),
+    ...(o.seccomp
+      ? {
+          seccompProfile:
+            o.seccomp.type === 'Localhost'
+              ? `Localhost/${o.seccomp.localhostProfile}`
+              : 'RuntimeDefault',
+        }
+      : {}),
+    conditions: conditions(pool, o).map((c) => {
+      const before = previous.find((p) => p.type === c.type);
+      return {
+        ...c,
+        observedGeneration: generation,
+        lastTransitionTime:
+          before && before.status === c.status
+            ? before.lastTransitionTime
+            : now.toISOString().replace(/\.\d+Z$/, 'Z'),
+      };
+    }),
+  };
+}

@@ -1,0 +1,60 @@
+// The operator's Prometheus metrics (GET /metrics): one registry, created once.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type ReconcileResult = 'success' | 'invalid' | 'error';
+
+export class OperatorMetrics {
+  readonly registry = new Registry();
+  /** Set by the controller: what the queue holds right now. */
+  queueSource: () => { ready: number; waiting: number } = () => ({ ready: 0, waiting: 0 });
+  readonly reconciles = new Counter({
+    name: 'sandboxpool_operator_reconciles_total',
+    help: 'Reconciles of a SandboxPool, by result: success, invalid (the pool has a problem only the operator could detect: Ready=False), error (retried with backoff).',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly reconcileSeconds = new Histogram({
+    name: 'sandboxpool_operator_reconcile_duration_seconds',
+    help: 'Time one reconcile of a SandboxPool took, by result.',
+    labelNames: ['result'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly reconcileErrors = new Counter({
+    name: 'sandboxpool_operator_reconcile_errors_total',
+    help: 'Reconciles that failed and were retried, by cause: the HTTP status of the failed API call, or unreachable.',
+    labelNames: ['cause'] as const,
+    registers: [this.registry],
+  });
+  readonly queueDepth = new Gauge({
+    name: 'sandboxpool_operator_queue_depth',
+    help: 'Keys in the work queue: ready to process, or waiting for their retry delay.',
+    labelNames: ['state'] as const,
+    registers: [this.registry],
+    collect: () => {
+      const { ready, waiting } = this.queueSource();
+      this.queueDepth.set({ state: 'ready' }, ready);
+      this.queueDepth.set({ state: 'waiting' }, waiting);
+    },
+  });
+  readonly managedPools = new Gauge({
+    name: 'sandboxpool_operator_managed_pools',
+    help: 'SandboxPools the operator watches.',
+    registers: [this.registry],
+  });
+  readonly leader = new Gauge({
+    name: 'sandboxpool_operator_leader',
+    help: '1 while this process holds the leader Lease and reconciles, else 0.',
+    registers: [this.registry],
+  });
+  readonly watchRestarts = new Counter({
+    name: 'sandboxpool_operator_watch_restarts_total',
+    help: 'Watches restarted, by kind and reason: gone (410, relisted) or error (retried with backoff).',
+    labelNames: ['kind', 'reason'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'sandboxpool_operator_' });
+  }
+}

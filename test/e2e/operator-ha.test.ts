@@ -1,0 +1,344 @@
+// The operator under failures, on a private control plane (these tests kill and restart its
+// components, which must not disturb the shared one): leader election between two processes,
+// a hand-over when the leader dies, and recovery from API server and etcd restarts without a
+// restart of the operator itself.
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { KubeConfig, type V1ConfigMap, type V1Deployment } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { COMMITTED_PROFILE } from '../../native/tools/seccomp-profile.js';
+import type { SandboxPool } from '../../operator/api/v1alpha1.js';
+import { REPO_ROOT } from '../../operator/paths.js';
+import { Informer } from '../../operator/controller/informer.js';
+import { Kube, type KubeObject } from '../../operator/controller/kube.js';
+import { startControlPlane, type ControlPlane } from '../k8s/controlplane.js';
+import {
+  Api,
+  OPERATOR_NAMESPACE,
+  installOperator,
+  kubectl,
+  startOperator,
+  waitFor,
+  type OperatorProcess,
+} from '../support/operator.js';
+
+const SBP = 'sandboxpool.dev/v1alpha1';
+// These operators have no seccomp profile: a Localhost pool is something only they can refuse.
+const NO_PROFILE = { SANDBOXPOOL_SECCOMP_PROFILE: '/nonexistent/sandboxpool-runner.json' };
+
+const PROFILE = path.join(REPO_ROOT, COMMITTED_PROFILE);
+
+let cp: ControlPlane;
+let api: Api;
+let kubeconfig: string;
+const running: OperatorProcess[] = [];
+
+beforeAll(async () => {
+  cp = await startControlPlane();
+  api = new Api(cp.kubeconfigPath);
+  kubeconfig = await installOperator(cp);
+}, 120_000);
+
+afterEach(async (context) => {
+  if (context.task.result?.state === 'fail')
+    for (const o of running) console.log(`[${o.name}] last log lines:\n${o.tail(60)}`);
+  await Promise.all(running.splice(0).map((o) => o.stop()));
+});
+
+afterAll(async () => {
+  await cp?.stop();
+});
+
+async function operator(
+  name: string,
+  env: Record<string, string> = NO_PROFILE,
+): Promise<OperatorProcess> {
+  const o = await startOperator(kubeconfig, name, env);
+  running.push(o);
+  return o;
+}
+
+async function namespace(prefix: string): Promise<string> {
+  const name = `${prefix}-${randomBytes(3).toString('hex')}`;
+  await kubectl(cp, ['create', 'namespace', name]);
+  await kubectl(cp, ['label', 'namespace', name, 'pod-security.kubernetes.io/enforce=restricted']);
+  return name;
+}
+
+function applyPool(ns: string, name: string, spec: object = {}): Promise<string> {
+  const doc = stringify({
+    apiVersion: SBP,
+    kind: 'SandboxPool',
+    metadata: { name, namespace: ns },
+    spec,
+  });
+  return kubectl(cp, ['apply', '-f', '-'], cp.kubeconfigPath, doc);
+}
+
+const deployment = (ns: string, pool: string) =>
+  api.get<V1Deployment>('apps/v1', 'Deployment', ns, `${pool}-sandboxpool`);
+
+function reconciled(ns: string, pool: string, timeoutMs = 30_000): Promise<V1Deployment> {
+  return waitFor(`the Deployment of ${ns}/${pool}`, () => deployment(ns, pool), timeoutMs, 500);
+}
+
+const holder = async () =>
+  (
+    await api.get<{ spec?: { holderIdentity?: string | null } }>(
+      'coordination.k8s.io/v1',
+      'Lease',
+      OPERATOR_NAMESPACE,
+      'sandboxpool-operator',
+    )
+  )?.spec?.holderIdentity ?? null;
+
+const leads = (o: OperatorProcess) =>
+  o.waitForLine('leadership', (l) => l.msg === 'became the leader', 30_000);
+const touched = (o: OperatorProcess, key: string) => o.lines().some((l) => l.key === key);
+
+describe('leader election', () => {
+  it('lets only the leader reconcile, and hands over within 20 s when the leader is killed', async () => {
+    const a = await operator('operator-a');
+    await leads(a);
+    const b = await operator('operator-b');
+    await waitFor('operator-b synced', async () => {
+      const r = await fetch(`http://127.0.0.1:${b.port}/readyz`);
+      return r.status === 200 ? ((await r.json()) as { leader: boolean }) : undefined;
+    });
+    expect(await holder()).toBe('operator-a');
+
+    const ns = await namespace('ha');
+    await applyPool(ns, 'one');
+    await reconciled(ns, 'one');
+    expect(touched(a, `${ns}/one`)).toBe(true);
+    expect(b.lines().filter((l) => typeof l.key === 'string')).toEqual([]);
+    expect(b.lines().some((l) => l.msg === 'became the leader')).toBe(false);
+
+    // A crash: nothing is released, the follower waits out the lease.
+    const killedAt = Date.now();
+    await a.kill();
+    await leads(b);
+    const handoverMs = Date.now() - killedAt;
+    console.log(
+      `[operator-ha] leader killed: operator-b took over after ${(handoverMs / 1000).toFixed(1)} s`,
+    );
+    expect(handoverMs).toBeLessThan(20_000);
+    expect(await holder()).toBe('operator-b');
+
+    await applyPool(ns, 'two');
+    await reconciled(ns, 'two');
+    expect(touched(b, `${ns}/two`)).toBe(true);
+  }, 120_000);
+
+  it('releases the lease when stopped, so the next one takes over at once', async () => {
+    const c = await operator('operator-c');
+    await leads(c);
+    const d = await operator('operator-d');
+    await waitFor('operator-d ready', async () =>
+      (await fetch(`http://127.0.0.1:${d.port}/readyz`)).status === 200 ? true : undefined,
+    );
+    const stoppedAt = Date.now();
+    expect((await c.stop()).code).toBe(0);
+    await leads(d);
+    const handoverMs = Date.now() - stoppedAt;
+    console.log(
+      `[operator-ha] leader stopped: operator-d took over after ${(handoverMs / 1000).toFixed(1)} s`,
+    );
+    expect(handoverMs).toBeLessThan(6_000);
+  }, 90_000);
+});
+
+describe('outages', () => {
+  it('recovers from API server and etcd restarts without restarting itself', async () => {
+    const o = await operator('operator-e');
+    await leads(o);
+    const pid = o.child.pid;
+    const ns = await namespace('outage');
+    await applyPool(ns, 'before');
+    await reconciled(ns, 'before');
+
+    await cp.restart('kube-apiserver');
+    await applyPool(ns, 'after-apiserver');
+    await reconciled(ns, 'after-apiserver', 90_000);
+    // Its watches came back too: a deleted child of an older pool is made again.
+    const old = await deployment(ns, 'before');
+    await kubectl(cp, ['delete', 'deployment', 'before-sandboxpool', '-n', ns]);
+    await waitFor(
+      'the deleted Deployment back',
+      async () => {
+        const now = await deployment(ns, 'before');
+        return now && now.metadata?.uid !== old?.metadata?.uid ? now : undefined;
+      },
+      60_000,
+      500,
+    );
+
+    await cp.restart('etcd');
+    await applyPool(ns, 'after-etcd');
+    await reconciled(ns, 'after-etcd', 90_000);
+
+    expect(o.child.exitCode).toBeNull();
+    expect(o.child.pid).toBe(pid);
+    expect(o.lines().some((l) => l.msg === 'watch failed: retrying')).toBe(true);
+  }, 240_000);
+});
+
+describe('the informer', () => {
+  it('resumes after an API server restart, and relists when its resourceVersion is gone (410)', async () => {
+    const ns = await namespace('informer');
+    const other = await namespace('informer-other');
+    const logs: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split('\n')) if (line) logs.push(JSON.parse(line));
+        done();
+      },
+    });
+    const kc = new KubeConfig();
+    kc.loadFromFile(cp.kubeconfigPath);
+    const kube = new Kube(kc);
+    const seen: string[] = [];
+    const restarts: string[] = [];
+    const informer = new Informer<V1ConfigMap & KubeObject>({
+      kube,
+      resource: { apiVersion: 'v1', kind: 'ConfigMap', namespace: ns },
+      labelSelector: 'test=informer',
+      logger: pino({ level: 'debug' }, sink),
+      onChange: (change, cm) => seen.push(`${change} ${cm.metadata?.name}`),
+      onRestart: (reason) => restarts.push(reason),
+      backoffBaseMs: 200,
+      backoffMaxMs: 2000,
+    });
+    informer.start();
+    try {
+      await waitFor('the first list', async () => (informer.synced ? true : undefined));
+      await kubectl(cp, ['create', 'configmap', 'a', '-n', ns]);
+      await kubectl(cp, ['label', 'configmap', 'a', '-n', ns, 'test=informer']);
+      await waitFor('a seen', async () => (informer.get(ns, 'a') ? true : undefined));
+      // Writes the informer does not see move the store's revision past its resourceVersion;
+      // a restarted API server's watch cache starts there, so resuming from it is 410 Gone.
+      for (let i = 0; i < 5; i++) await kubectl(cp, ['create', 'configmap', `x${i}`, '-n', other]);
+      await cp.restart('kube-apiserver');
+      await kubectl(cp, ['create', 'configmap', 'b', '-n', ns]);
+      await kubectl(cp, ['label', 'configmap', 'b', '-n', ns, 'test=informer']);
+      await waitFor(
+        'b seen after the restart',
+        async () => (informer.get(ns, 'b') ? true : undefined),
+        60_000,
+      );
+      expect(
+        informer
+          .list()
+          .map((c) => c.metadata?.name)
+          .sort(),
+      ).toEqual(['a', 'b']);
+      expect(restarts).toContain('gone');
+      expect(logs.some((l) => l.msg === 'watch expired (410 Gone): relisting')).toBe(true);
+      expect(seen).toEqual(['add a', 'add b']);
+    } finally {
+      await informer.stop();
+      kube.close();
+    }
+  }, 120_000);
+});
+
+describe('seccomp profile delivery', () => {
+  it('switches the pods to the Localhost profile only once the installer runs on every node', async () => {
+    // A node (only the object: there is no kubelet) makes the installer DaemonSet schedule a
+    // pod there that never becomes ready, so the profile is not installed everywhere.
+    const node = `node-${randomBytes(3).toString('hex')}`;
+    await kubectl(
+      cp,
+      ['apply', '-f', '-'],
+      cp.kubeconfigPath,
+      stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: node } }),
+    );
+    try {
+      const o = await operator('operator-g', { SANDBOXPOOL_SECCOMP_PROFILE: PROFILE });
+      await leads(o);
+      const ns = await namespace('gating');
+      await applyPool(ns, 'strict', { seccomp: { podProfile: 'Localhost' } });
+      const pending = await waitFor('Progressing SeccompProfilePending', async () => {
+        const p = await api.get<SandboxPool>(SBP, 'SandboxPool', ns, 'strict');
+        const c = p?.status?.conditions?.find((x) => x.type === 'Progressing');
+        return c?.reason === 'SeccompProfilePending' ? p : undefined;
+      });
+      expect(pending.status?.seccompProfile).toBe('RuntimeDefault');
+      const d = await reconciled(ns, 'strict');
+      expect(d.spec?.template.spec?.securityContext?.seccompProfile).toEqual({
+        type: 'RuntimeDefault',
+      });
+      const ds = await waitFor('the installer scheduled on the node', async () => {
+        const x = await api.get<{ status?: { desiredNumberScheduled?: number } }>(
+          'apps/v1',
+          'DaemonSet',
+          OPERATOR_NAMESPACE,
+          'sandboxpool-seccomp-installer',
+        );
+        return x?.status?.desiredNumberScheduled === 1 ? x : undefined;
+      });
+      expect(ds).toBeDefined();
+
+      // The kubelet's part, played by the test: the installer pod reports ready (its probe
+      // found the profile on the node). Now the profile is everywhere: the pods switch.
+      const [installer] = await api.list<{ metadata: { name: string } }>(
+        'v1',
+        'Pod',
+        OPERATOR_NAMESPACE,
+        'app.kubernetes.io/name=sandboxpool-seccomp-installer',
+      );
+      expect(installer).toBeDefined();
+      const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+      await kubectl(cp, [
+        'patch',
+        'pod',
+        installer!.metadata.name,
+        '-n',
+        OPERATOR_NAMESPACE,
+        '--subresource=status',
+        '--type=merge',
+        '-p',
+        JSON.stringify({
+          status: {
+            phase: 'Running',
+            conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }],
+          },
+        }),
+      ]);
+      const switched = await waitFor(
+        'the Localhost profile',
+        async () => {
+          const dep = await deployment(ns, 'strict');
+          const sp = dep?.spec?.template.spec?.securityContext?.seccompProfile;
+          return sp?.type === 'Localhost' ? sp : undefined;
+        },
+        60_000,
+        500,
+      );
+      expect(switched.localhostProfile).toMatch(/^sandboxpool\/runner-[0-9a-f]{16}\.json$/);
+    } finally {
+      await kubectl(cp, ['delete', 'node', node, '--ignore-not-found']);
+    }
+  }, 120_000);
+});
+
+describe('what only the operator can detect', () => {
+  it('a Localhost seccomp pool without a profile to install is Ready=False, with the reason', async () => {
+    const o = await operator('operator-f');
+    await leads(o);
+    const ns = await namespace('noprofile');
+    await applyPool(ns, 'strict', { seccomp: { podProfile: 'Localhost' } });
+    const pool = await waitFor('Ready=False', async () => {
+      const p = await api.get<SandboxPool>(SBP, 'SandboxPool', ns, 'strict');
+      const ready = p?.status?.conditions?.find((c) => c.type === 'Ready');
+      return ready?.status === 'False' ? ready : undefined;
+    });
+    expect(pool.reason).toBe('SeccompProfileUnavailable');
+    expect(pool.message).toContain('/nonexistent/sandboxpool-runner.json');
+    expect(await deployment(ns, 'strict')).toBeUndefined();
+    expect(o.child.exitCode).toBeNull();
+  }, 90_000);
+});

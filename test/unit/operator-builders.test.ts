@@ -1,0 +1,520 @@
+// The pure builders: SandboxPool spec in, Kubernetes object out.
+import type { V1Deployment, V1DeploymentCondition } from '@kubernetes/client-node';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { COMMITTED_PROFILE } from '../../native/tools/seccomp-profile.js';
+import { loadOperatorConfig } from '../../operator/config.js';
+import { REPO_ROOT } from '../../operator/paths.js';
+import { CONFIG_HASH_ANNOTATION, type BuildContext } from '../../operator/builders/common.js';
+import { buildConfigMap, renderRunnerConfig } from '../../operator/builders/configmap.js';
+import { buildDeployment } from '../../operator/builders/deployment.js';
+import { buildHorizontalPodAutoscaler } from '../../operator/builders/hpa.js';
+import { buildNetworkPolicy } from '../../operator/builders/networkpolicy.js';
+import { buildPodDisruptionBudget } from '../../operator/builders/pdb.js';
+import {
+  buildInstallerDaemonSet,
+  installerRolledOut,
+  parseSeccompProfile,
+  profilesHash,
+  renderPodProfile,
+} from '../../operator/builders/seccomp.js';
+import { buildApiKeySecret, generateApiKey } from '../../operator/builders/secret.js';
+import { buildService } from '../../operator/builders/service.js';
+import { buildServiceAccount } from '../../operator/builders/serviceaccount.js';
+import { buildStatus } from '../../operator/builders/status.js';
+import { poolWith } from '../support/pools.js';
+
+const ctx: BuildContext = {
+  image: 'sandboxpool/runner:test',
+  apiKey: { name: 'dify-sandboxpool-api-key', key: 'api-key' },
+  apiKeyVersion: 'uid/1',
+  seccomp: { type: 'RuntimeDefault' },
+};
+
+describe('children share', () => {
+  it('names, labels and a controller owner reference to the pool', () => {
+    const pool = poolWith();
+    for (const obj of [
+      buildServiceAccount(pool),
+      buildConfigMap(pool),
+      buildService(pool),
+      buildDeployment(pool, ctx),
+      buildNetworkPolicy(pool),
+    ]) {
+      expect(obj.metadata?.namespace).toBe('dify');
+      expect(obj.metadata?.name).toMatch(/^dify-sandboxpool/);
+      expect(obj.metadata?.labels).toMatchObject({
+        'app.kubernetes.io/managed-by': 'sandboxpool-operator',
+        'app.kubernetes.io/instance': 'dify',
+        'sandboxpool.dev/pool': 'dify',
+      });
+      expect(obj.metadata?.ownerReferences).toEqual([
+        {
+          apiVersion: 'sandboxpool.dev/v1alpha1',
+          kind: 'SandboxPool',
+          name: 'dify',
+          uid: pool.metadata.uid,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ]);
+    }
+  });
+});
+
+describe('ServiceAccount and Secret', () => {
+  it('mount no token', () => {
+    expect(buildServiceAccount(poolWith()).automountServiceAccountToken).toBe(false);
+  });
+
+  it('generate a 32-byte random key, into an immutable Secret', () => {
+    const a = generateApiKey();
+    expect(a).toMatch(/^[0-9a-f]{64}$/);
+    expect(generateApiKey()).not.toBe(a);
+    const secret = buildApiKeySecret(poolWith(), a);
+    expect(secret.immutable).toBe(true);
+    expect(secret.stringData).toEqual({ 'api-key': a });
+  });
+});
+
+describe('Deployment', () => {
+  const deployment = (spec = {}, c: Partial<BuildContext> = {}) =>
+    buildDeployment(poolWith(spec), { ...ctx, ...c });
+  const podSpec = (spec = {}, c: Partial<BuildContext> = {}) =>
+    deployment(spec, c).spec!.template.spec!;
+
+  it('runs restricted pods: non-root, no capabilities, read-only root, seccomp, no token', () => {
+    const pod = podSpec();
+    expect(pod.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 10001,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.serviceAccountName).toBe('dify-sandboxpool');
+    const c = pod.containers[0]!;
+    expect(c.securityContext).toEqual({
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    });
+    // The work directory lives on a writable emptyDir (the root filesystem is read-only).
+    expect(c.volumeMounts).toContainEqual({ name: 'scratch', mountPath: '/tmp' });
+    expect(pod.volumes).toContainEqual({ name: 'scratch', emptyDir: { sizeLimit: '1Gi' } });
+    expect(podSpec({ workDir: { medium: 'Memory', sizeLimit: '256Mi' } }).volumes).toContainEqual({
+      name: 'scratch',
+      emptyDir: { medium: 'Memory', sizeLimit: '256Mi' },
+    });
+  });
+
+  it('uses the Localhost profile it is given', () => {
+    const pod = podSpec(
+      {},
+      { seccomp: { type: 'Localhost', localhostProfile: 'sandboxpool/x.json' } },
+    );
+    expect(pod.securityContext?.seccompProfile).toEqual({
+      type: 'Localhost',
+      localhostProfile: 'sandboxpool/x.json',
+    });
+  });
+
+  it('probes /healthz and /readyz, sets resources, spreads, and never lowers capacity on rollout', () => {
+    const d = deployment();
+    const c = d.spec!.template.spec!.containers[0]!;
+    expect(c.livenessProbe?.httpGet?.path).toBe('/healthz');
+    expect(c.startupProbe?.httpGet?.path).toBe('/healthz');
+    expect(c.readinessProbe?.httpGet?.path).toBe('/readyz');
+    expect(c.resources).toEqual({
+      requests: { cpu: '500m', memory: '512Mi' },
+      limits: { memory: '1Gi' },
+    });
+    expect(c.image).toBe('sandboxpool/runner:test');
+    expect(c.env).toContainEqual({
+      name: 'API_KEY',
+      valueFrom: { secretKeyRef: { name: 'dify-sandboxpool-api-key', key: 'api-key' } },
+    });
+    expect(d.spec!.strategy).toEqual({
+      type: 'RollingUpdate',
+      rollingUpdate: { maxUnavailable: 0, maxSurge: 1 },
+    });
+    expect(d.spec!.template.spec!.topologySpreadConstraints!.map((t) => t.topologyKey)).toEqual([
+      'kubernetes.io/hostname',
+      'topology.kubernetes.io/zone',
+    ]);
+    expect(d.spec!.replicas).toBe(2);
+  });
+
+  it('rolls the pods when the runner configuration changes, not otherwise', () => {
+    const hash = (spec: object) =>
+      deployment(spec).spec!.template.metadata!.annotations![CONFIG_HASH_ANNOTATION];
+    expect(hash({})).toMatch(/^[0-9a-f]{16}$/);
+    expect(hash({ execution: { timeoutSeconds: 30 } })).not.toBe(hash({}));
+    expect(hash({ network: { enabled: false } })).not.toBe(hash({}));
+    expect(hash({ replicas: 5 })).toBe(hash({}));
+  });
+
+  it('leaves replicas to the autoscaler when autoscaling is set', () => {
+    expect(deployment({ autoscaling: { maxReplicas: 5 } }).spec!.replicas).toBeUndefined();
+  });
+
+  it('passes the pod template settings through', () => {
+    const pod = podSpec({
+      podTemplate: {
+        nodeSelector: { pool: 'sandbox' },
+        tolerations: [{ key: 'sandbox', operator: 'Exists', effect: 'NoSchedule' }],
+        priorityClassName: 'high',
+        runtimeClassName: 'gvisor',
+        labels: { team: 'ai' },
+      },
+    });
+    expect(pod).toMatchObject({
+      nodeSelector: { pool: 'sandbox' },
+      tolerations: [{ key: 'sandbox', operator: 'Exists', effect: 'NoSchedule' }],
+      priorityClassName: 'high',
+      runtimeClassName: 'gvisor',
+    });
+  });
+});
+
+describe('Service', () => {
+  it('is a ClusterIP with the http and metrics ports', () => {
+    const s = buildService(poolWith());
+    expect(s.spec?.type).toBe('ClusterIP');
+    expect(s.spec?.ports).toEqual([
+      { name: 'http', port: 8194, targetPort: 'http', protocol: 'TCP' },
+      { name: 'metrics', port: 9464, targetPort: 'metrics', protocol: 'TCP' },
+    ]);
+  });
+});
+
+describe('NetworkPolicy', () => {
+  it('admits allowedClients on the API port and anyone on the metrics port', () => {
+    const np = buildNetworkPolicy(poolWith());
+    expect(np.spec?.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(np.spec?.ingress).toEqual([
+      { from: [{ podSelector: {} }], ports: [{ protocol: 'TCP', port: 8194 }] },
+      { ports: [{ protocol: 'TCP', port: 9464 }] },
+    ]);
+  });
+
+  it('admits nobody at all when both client lists are empty', () => {
+    const np = buildNetworkPolicy(
+      poolWith({ network: { allowedClients: [], metricsClients: [] } }),
+    );
+    expect(np.spec?.policyTypes).toContain('Ingress');
+    expect(np.spec?.ingress).toBeUndefined();
+  });
+
+  it('admits nobody on the API port for an empty allowedClients, and metricsClients when set', () => {
+    const np = buildNetworkPolicy(
+      poolWith({
+        network: {
+          allowedClients: [],
+          metricsClients: [{ namespaceSelector: { matchLabels: { name: 'monitoring' } } }],
+        },
+      }),
+    );
+    expect(np.spec?.ingress).toEqual([
+      {
+        from: [{ namespaceSelector: { matchLabels: { name: 'monitoring' } } }],
+        ports: [{ protocol: 'TCP', port: 9464 }],
+      },
+    ]);
+  });
+
+  it('lets out DNS, the proxy and allowedCIDRs', () => {
+    const np = buildNetworkPolicy(
+      poolWith({
+        network: {
+          egressProxy: { url: 'http://10.1.2.3:3128' },
+          allowedCIDRs: ['192.168.0.0/16'],
+        },
+      }),
+    );
+    expect(np.spec?.egress).toEqual([
+      {
+        to: [
+          {
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } },
+            podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } },
+          },
+        ],
+        ports: [
+          { protocol: 'UDP', port: 53 },
+          { protocol: 'TCP', port: 53 },
+        ],
+      },
+      { to: [{ ipBlock: { cidr: '10.1.2.3/32' } }], ports: [{ protocol: 'TCP', port: 3128 }] },
+      { to: [{ ipBlock: { cidr: '192.168.0.0/16' } }] },
+    ]);
+    const named = buildNetworkPolicy(
+      poolWith({
+        network: {
+          egressProxy: {
+            url: 'http://ssrf-proxy.dify.svc:3128',
+            to: [{ podSelector: { matchLabels: { app: 'ssrf-proxy' } } }],
+          },
+        },
+      }),
+    );
+    expect(named.spec?.egress?.[1]).toEqual({
+      to: [{ podSelector: { matchLabels: { app: 'ssrf-proxy' } } }],
+      ports: [{ protocol: 'TCP', port: 3128 }],
+    });
+  });
+
+  it('lets out nothing at all when the network is disabled', () => {
+    const np = buildNetworkPolicy(poolWith({ network: { enabled: false } }));
+    expect(np.spec?.policyTypes).toContain('Egress');
+    expect(np.spec?.egress).toBeUndefined();
+  });
+});
+
+describe('PodDisruptionBudget and HorizontalPodAutoscaler', () => {
+  it('a PDB only from two pods on, one eviction at a time, unhealthy pods always evictable', () => {
+    expect(buildPodDisruptionBudget(poolWith({ replicas: 1 }))).toBeUndefined();
+    expect(buildPodDisruptionBudget(poolWith({ replicas: 2 }))?.spec).toEqual({
+      maxUnavailable: 1,
+      selector: {
+        matchLabels: {
+          'app.kubernetes.io/name': 'sandboxpool-runner',
+          'app.kubernetes.io/instance': 'dify',
+        },
+      },
+      unhealthyPodEvictionPolicy: 'AlwaysAllow',
+    });
+    // With autoscaling, the autoscaler's minimum counts.
+    expect(
+      buildPodDisruptionBudget(
+        poolWith({ replicas: 5, autoscaling: { minReplicas: 1, maxReplicas: 3 } }),
+      ),
+    ).toBeUndefined();
+  });
+
+  it('an HPA only with autoscaling, aiming at the busy-worker share', () => {
+    expect(buildHorizontalPodAutoscaler(poolWith())).toBeUndefined();
+    const hpa = buildHorizontalPodAutoscaler(
+      poolWith({
+        execution: { maxWorkers: 4 },
+        autoscaling: { minReplicas: 2, maxReplicas: 10, targetBusyWorkersPercent: 70 },
+      }),
+    );
+    expect(hpa?.spec).toEqual({
+      scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'dify-sandboxpool' },
+      minReplicas: 2,
+      maxReplicas: 10,
+      metrics: [
+        {
+          type: 'Pods',
+          pods: {
+            metric: { name: 'sandbox_executions_in_flight' },
+            target: { type: 'AverageValue', averageValue: '2800m' },
+          },
+        },
+      ],
+    });
+  });
+});
+
+describe('runner configuration', () => {
+  it('renders DifySandbox-style config.yaml from execution, network, dependencies and seccomp', () => {
+    const pool = poolWith({
+      execution: { timeoutSeconds: 30, maxWorkers: 2, maxQueue: 10 },
+      network: { egressProxy: { url: 'http://10.0.0.9:3128', noProxy: 'internal' } },
+      dependencies: { python: ['numpy==2.1.3'], pipIndexUrl: 'http://pypi.internal/simple' },
+      seccomp: { extraSyscalls: ['mbind'] },
+    });
+    const text = renderRunnerConfig(pool);
+    expect(text).toContain('worker_timeout: 30');
+    expect(text).toContain('max_workers: 2');
+    expect(text).toContain('max_requests: 12');
+    expect(text).toMatch(/allowed_syscalls:\n {2}- mbind/);
+    expect(text).toMatch(/dependencies:\n {2}python:\n {4}- numpy==2.1.3/);
+    expect(text).toContain('python_pip_mirror_url: http://pypi.internal/simple');
+    expect(text).not.toContain('key:'); // the API key comes from the Secret, never the ConfigMap
+    // The proxy is in the environment, where the package installers find it too.
+    expect(text).not.toContain('proxy');
+    expect(buildDeployment(pool, ctx).spec!.template.spec!.containers[0]!.env).toEqual(
+      expect.arrayContaining([
+        { name: 'HTTP_PROXY', value: 'http://10.0.0.9:3128' },
+        { name: 'HTTPS_PROXY', value: 'http://10.0.0.9:3128' },
+        { name: 'NO_PROXY', value: 'internal' },
+      ]),
+    );
+  });
+
+  it('gives pods that install packages longer to start', () => {
+    const threshold = (spec: object) =>
+      buildDeployment(poolWith(spec), ctx).spec!.template.spec!.containers[0]!.startupProbe!
+        .failureThreshold!;
+    expect(threshold({}) * 2).toBe(180);
+    expect(threshold({ dependencies: { python: ['numpy'], nodejs: ['lodash'] } }) * 2).toBe(1980);
+  });
+});
+
+describe('seccomp profile delivery', () => {
+  const base = parseSeccompProfile(
+    JSON.stringify({
+      defaultAction: 'SCMP_ACT_ERRNO',
+      syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }],
+    }),
+    'test',
+  );
+
+  it('names the profile by its content and adds the extra syscalls', () => {
+    const plain = renderPodProfile(base, []);
+    const extra = renderPodProfile(base, ['mbind']);
+    expect(plain.localhostProfile).toMatch(/^sandboxpool\/runner-[0-9a-f]{16}\.json$/);
+    expect(extra.localhostProfile).not.toBe(plain.localhostProfile);
+    expect(JSON.parse(extra.content).syscalls).toContainEqual({
+      names: ['mbind'],
+      action: 'SCMP_ACT_ALLOW',
+    });
+    expect(renderPodProfile(base, []).content).toBe(plain.content);
+  });
+
+  it('accepts the committed pod profile (the default) and extends it', () => {
+    const file = path.join(REPO_ROOT, COMMITTED_PROFILE);
+    expect(loadOperatorConfig({}).seccompProfilePath).toBe(file);
+    const committed = parseSeccompProfile(readFileSync(file, 'utf8'), file);
+    const rendered = JSON.parse(renderPodProfile(committed, ['mbind']).content) as typeof committed;
+    expect(rendered.defaultAction).toBe(committed.defaultAction);
+    expect(rendered.syscalls?.slice(0, -1)).toEqual(committed.syscalls);
+    expect(rendered.syscalls?.at(-1)).toEqual({ names: ['mbind'], action: 'SCMP_ACT_ALLOW' });
+  });
+
+  it('refuses what is not a seccomp profile, saying why', () => {
+    expect(() => parseSeccompProfile('{', 'p.json')).toThrow(/p\.json: not JSON/);
+    expect(() => parseSeccompProfile('{"syscalls":[]}', 'p.json')).toThrow(/defaultAction/);
+  });
+
+  it('installs with a DaemonSet that is rolled out once every node runs the current profiles', () => {
+    const profiles = [renderPodProfile(base, [])];
+    const ds = buildInstallerDaemonSet('sandboxpool-system', 'img', profiles);
+    const c = ds.spec!.template.spec!.containers[0]!;
+    expect(c.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+    });
+    expect(ds.spec!.template.spec!.volumes).toContainEqual({
+      name: 'seccomp',
+      hostPath: { path: '/var/lib/kubelet/seccomp', type: 'DirectoryOrCreate' },
+    });
+    const hash = profilesHash(profiles);
+    const status = {
+      currentNumberScheduled: 3,
+      numberMisscheduled: 0,
+      desiredNumberScheduled: 3,
+      numberReady: 3,
+      updatedNumberScheduled: 3,
+      observedGeneration: 1,
+    };
+    const live = { ...ds, metadata: { ...ds.metadata, generation: 1 }, status };
+    expect(installerRolledOut(live, hash)).toBe(true);
+    expect(installerRolledOut({ ...live, status: { ...status, numberReady: 2 } }, hash)).toBe(
+      false,
+    );
+    expect(installerRolledOut(live, 'other')).toBe(false);
+  });
+});
+
+describe('status', () => {
+  const now = new Date('2026-01-01T00:00:00Z');
+  const later = new Date('2026-01-01T00:05:00Z');
+  const deploymentWith = (
+    status: object,
+    conditions: V1DeploymentCondition[] = [],
+  ): V1Deployment => ({
+    metadata: { generation: 1 },
+    spec: { replicas: 2, selector: {}, template: {} },
+    status: { observedGeneration: 1, ...status, conditions },
+  });
+
+  it('is Ready when the Deployment is available, with the endpoint and the selector', () => {
+    const s = buildStatus(
+      poolWith(),
+      {
+        deployment: deploymentWith(
+          { replicas: 2, readyReplicas: 2, updatedReplicas: 2, availableReplicas: 2 },
+          [{ type: 'Available', status: 'True' }],
+        ),
+      },
+      now,
+    );
+    expect(s).toMatchObject({
+      observedGeneration: 1,
+      replicas: 2,
+      readyReplicas: 2,
+      endpoint: 'http://dify-sandboxpool.dify.svc:8194',
+      selector: 'app.kubernetes.io/name=sandboxpool-runner,app.kubernetes.io/instance=dify',
+    });
+    expect(s.conditions?.map((c) => [c.type, c.status, c.reason])).toEqual([
+      ['Ready', 'True', 'MinimumReplicasAvailable'],
+      ['Progressing', 'False', 'RolloutComplete'],
+      ['Degraded', 'False', 'AsExpected'],
+    ]);
+  });
+
+  it('reports a problem as Ready=False and Degraded=True with its reason', () => {
+    const s = buildStatus(
+      poolWith(),
+      { problem: { reason: 'SecretNotFound', message: 'no Secret x' } },
+      now,
+    );
+    expect(s.conditions?.map((c) => [c.type, c.status, c.reason, c.message])).toEqual([
+      ['Ready', 'False', 'SecretNotFound', 'no Secret x'],
+      ['Progressing', 'False', 'SecretNotFound', 'no Secret x'],
+      ['Degraded', 'True', 'SecretNotFound', 'no Secret x'],
+    ]);
+  });
+
+  it('says why pods are missing (e.g. PodSecurity refused them)', () => {
+    const s = buildStatus(
+      poolWith(),
+      {
+        deployment: deploymentWith({ replicas: 0 }, [
+          {
+            type: 'ReplicaFailure',
+            status: 'True',
+            message: 'pods "x" is forbidden: violates PodSecurity',
+          },
+        ]),
+      },
+      now,
+    );
+    expect(s.conditions?.find((c) => c.type === 'Degraded')).toMatchObject({
+      status: 'True',
+      reason: 'ReplicaFailure',
+      message: 'pods "x" is forbidden: violates PodSecurity',
+    });
+  });
+
+  it('keeps lastTransitionTime while a condition keeps its status', () => {
+    const pool = poolWith();
+    const first = buildStatus(pool, { deployment: deploymentWith({ replicas: 2 }) }, now);
+    const second = buildStatus(
+      { ...pool, status: first },
+      { deployment: deploymentWith({ replicas: 2, readyReplicas: 1 }) },
+      later,
+    );
+    expect(second.conditions?.find((c) => c.type === 'Ready')?.lastTransitionTime).toBe(
+      '2026-01-01T00:00:00Z',
+    );
+    const third = buildStatus(
+      { ...pool, status: second },
+      {
+        deployment: deploymentWith({ replicas: 2, readyReplicas: 2, updatedReplicas: 2 }, [
+          { type: 'Available', status: 'True' },
+        ]),
+      },
+      later,
+    );
+    expect(third.conditions?.find((c) => c.type === 'Ready')).toMatchObject({
+      status: 'True',
+      lastTransitionTime: '2026-01-01T00:05:00Z',
+    });
+  });
+});

@@ -1,0 +1,52 @@
+// The operator's configuration: defaults, and one clear error per bad variable.
+import { describe, expect, it } from 'vitest';
+import {
+  DEFAULT_RUNNER_IMAGE,
+  OperatorConfigError,
+  loadOperatorConfig,
+} from '../../operator/config.js';
+import { PACKAGE_VERSION } from '../../operator/paths.js';
+
+describe('operator configuration', () => {
+  it('defaults the runner image to the package version', () => {
+    const c = loadOperatorConfig({});
+    expect(DEFAULT_RUNNER_IMAGE).toBe(`sandboxpool/runner:${PACKAGE_VERSION}`);
+    expect(c).toMatchObject({
+      namespace: 'sandboxpool-system',
+      runnerImage: DEFAULT_RUNNER_IMAGE,
+      seccompInstallerImage: DEFAULT_RUNNER_IMAGE,
+      leaseName: 'sandboxpool-operator',
+      leaseDurationSeconds: 12,
+      renewDeadlineSeconds: 8,
+      retryPeriodSeconds: 2,
+      listenHost: '0.0.0.0',
+      listenPort: 8080,
+      watchNamespace: '',
+    });
+    expect(loadOperatorConfig({ SANDBOXPOOL_RUNNER_IMAGE: 'r/x:1' }).runnerImage).toBe('r/x:1');
+  });
+
+  it.each([
+    [
+      { POD_NAMESPACE: 'Not_A_Namespace' },
+      "POD_NAMESPACE: 'Not_A_Namespace' is not a namespace name",
+    ],
+    [
+      { SANDBOXPOOL_RESYNC_SECONDS: 'soon' },
+      "SANDBOXPOOL_RESYNC_SECONDS: expected a whole number, got 'soon'",
+    ],
+    [{ SANDBOXPOOL_WORKERS: '0' }, 'SANDBOXPOOL_WORKERS: 0 is out of range (1..32)'],
+    [
+      { SANDBOXPOOL_OPERATOR_LISTEN: '8080' },
+      "SANDBOXPOOL_OPERATOR_LISTEN: expected host:port, got '8080'",
+    ],
+    [
+      { SANDBOXPOOL_LEASE_DURATION_SECONDS: '5', SANDBOXPOOL_RENEW_DEADLINE_SECONDS: '8' },
+      'SANDBOXPOOL_RETRY_PERIOD_SECONDS < SANDBOXPOOL_RENEW_DEADLINE_SECONDS < SANDBOXPOOL_LEASE_DURATION_SECONDS must hold',
+    ],
+    [{ LOG_LEVEL: 'loud' }, "LOG_LEVEL: 'loud' is not a log level"],
+  ])('refuses %o with one clear message', (env, message) => {
+    expect(() => loadOperatorConfig(env)).toThrow(OperatorConfigError);
+    expect(() => loadOperatorConfig(env)).toThrow(message);
+  });
+});
