@@ -215,10 +215,7 @@ export class Zygote {
     const { runtime } = this;
     const child = spawn(
       runtime.config.pythonPath,
-      [
-        ...['-I', '-B', '-X', 'utf8', path.join(runtime.bootstrapDir, 'zygote.py')],
-        ...[this.socketPath, runtime.library],
-      ],
+      ['-I', '-B', '-X', 'utf8', path.join(runtime.bootstrapDir, 'zygote.py'), this.socketPath],
       {
         stdio: ['pipe', 'pipe', 'pipe'],
         env: { LD_PRELOAD: runtime.library, SANDBOX_ZYGOTE: '1', LANG: 'C.UTF-8' },
