@@ -1,7 +1,8 @@
 // The operator's entry point (`npm run operator`, or node dist/operator/main.js in its image):
 // configuration, the API client, the controller, leader election, and /healthz, /readyz,
 // /metrics. Runs in or out of the cluster ($KUBECONFIG, else the in-cluster ServiceAccount).
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Server } from 'node:http';
 import { KubeConfig } from '@kubernetes/client-node';
 import express from 'express';
@@ -71,6 +72,19 @@ function serve(
   });
 }
 
+/**
+ * $KUBECONFIG, else ~/.kube/config, else the pod's ServiceAccount. client-node's loadFromDefault
+ * would fall back to http://localhost:8080 without a word; here no credentials is an error.
+ */
+function loadKubeConfig(kc: KubeConfig): void {
+  const home = process.env.HOME;
+  if (process.env.KUBECONFIG || (home && existsSync(path.join(home, '.kube', 'config'))))
+    return kc.loadFromDefault();
+  if (!process.env.KUBERNETES_SERVICE_HOST)
+    throw new Error('none found, and not in a cluster (no KUBERNETES_SERVICE_HOST)');
+  kc.loadFromCluster();
+}
+
 async function main(): Promise<void> {
   let config: OperatorConfig;
   try {
@@ -94,7 +108,7 @@ async function main(): Promise<void> {
     });
   const kc = new KubeConfig();
   try {
-    kc.loadFromDefault();
+    loadKubeConfig(kc);
   } catch (err) {
     process.stderr.write(
       `cannot load a kubeconfig ($KUBECONFIG, ~/.kube/config or in-cluster): ${(err as Error).message}\n`,

@@ -1,12 +1,17 @@
 // The operator's Prometheus metrics (GET /metrics): one registry, created once.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
+/** Prefix of prom-client's default process_* and nodejs_* metrics of the operator. */
+export const OPERATOR_METRICS_PREFIX = 'sandboxpool_operator_';
+
 export type ReconcileResult = 'success' | 'invalid' | 'error';
 
 export class OperatorMetrics {
   readonly registry = new Registry();
   /** Set by the controller: what the queue holds right now. */
   queueSource: () => { ready: number; waiting: number } = () => ({ ready: 0, waiting: 0 });
+  /** Set by the controller: every watched pool and whether its Ready condition is True. */
+  poolsSource: () => { namespace: string; name: string; ready: boolean }[] = () => [];
   readonly reconciles = new Counter({
     name: 'sandboxpool_operator_reconciles_total',
     help: 'Reconciles of a SandboxPool, by result: success, invalid (the pool has a problem only the operator could detect: Ready=False), error (retried with backoff).',
@@ -42,6 +47,17 @@ export class OperatorMetrics {
     help: 'SandboxPools the operator watches.',
     registers: [this.registry],
   });
+  readonly poolReady = new Gauge({
+    name: 'sandboxpool_operator_pool_ready',
+    help: "1 when the SandboxPool's Ready condition is True, else 0, by the pool's namespace and name (from the watch cache: every replica reports it, leader or not).",
+    labelNames: ['pool_namespace', 'pool'] as const,
+    registers: [this.registry],
+    collect: () => {
+      this.poolReady.reset();
+      for (const p of this.poolsSource())
+        this.poolReady.set({ pool_namespace: p.namespace, pool: p.name }, p.ready ? 1 : 0);
+    },
+  });
   readonly leader = new Gauge({
     name: 'sandboxpool_operator_leader',
     help: '1 while this process holds the leader Lease and reconciles, else 0.',
@@ -55,6 +71,6 @@ export class OperatorMetrics {
   });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'sandboxpool_operator_' });
+    collectDefaultMetrics({ register: this.registry, prefix: OPERATOR_METRICS_PREFIX });
   }
 }

@@ -14,6 +14,8 @@ import {
 export const CRD_NAME = `${PLURAL}.${GROUP}`;
 /** Where the rendered CRD is committed, relative to the repository root. */
 export const CRD_FILE = `crds/${GROUP}_${PLURAL}.yaml`;
+/** The same file in the Helm chart, which installs it before its templates (Helm's crds/). */
+export const CHART_CRD_FILE = `charts/sandboxpool/crds/${GROUP}_${PLURAL}.yaml`;
 
 export function sandboxPoolCRD(): Record<string, unknown> {
   const openAPIV3Schema: JSONSchemaProps = {

@@ -126,6 +126,13 @@ export class Controller {
       requestInstaller: () => this.queue.add(INSTALLER_KEY),
     });
     d.metrics.queueSource = () => ({ ready: this.queue.length, waiting: this.queue.delayedLength });
+    d.metrics.poolsSource = () =>
+      this.caches.pools.list().map((p) => ({
+        namespace: p.metadata.namespace,
+        name: p.metadata.name,
+        ready:
+          p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+      }));
   }
 
   /** True once every informer has listed its collection. */

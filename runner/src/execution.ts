@@ -7,20 +7,23 @@ import { measureTree, Watchdog } from './watchdog.js';
 
 const LAUNCHER_FAILED = 125;
 
-export type Outcome =
-  | 'success'
-  | 'error' // the program failed on its own (non-zero exit, uncaught exception)
-  | 'denied' // the program failed on a syscall the policy refused
-  | 'timeout'
-  | 'memory_limit'
-  | 'cpu_limit'
-  | 'file_limit' // one file over RLIMIT_FSIZE
-  | 'disk_limit' // the run's directory over its bytes or files
-  | 'open_files_limit'
-  | 'thread_limit'
-  | 'output_limit'
-  | 'killed' // a signal, e.g. the dangerous set of the policy
-  | 'sandbox_error'; // the sandbox could not be set up: nothing of the user ran
+/** How a run ended: the `outcome` label of sandbox_executions_total. */
+export const OUTCOMES = [
+  'success',
+  'error', // the program failed on its own (non-zero exit, uncaught exception)
+  'denied', // the program failed on a syscall the policy refused
+  'timeout',
+  'memory_limit',
+  'cpu_limit',
+  'file_limit', // one file over RLIMIT_FSIZE
+  'disk_limit', // the run's directory over its bytes or files
+  'open_files_limit',
+  'thread_limit',
+  'output_limit',
+  'killed', // a signal, e.g. the dangerous set of the policy
+  'sandbox_error', // the sandbox could not be set up: nothing of the user ran
+] as const;
+export type Outcome = (typeof OUTCOMES)[number];
 
 export interface ExecutionRequest {
   language: Language;

@@ -1,11 +1,12 @@
 // The runner's Prometheus metrics: one registry, created once, passed to what records.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { OUTCOMES } from './execution.js';
 
 export class RunnerMetrics {
   readonly registry = new Registry();
   readonly executions = new Counter({
     name: 'sandbox_executions_total',
-    help: 'Executions finished, by language and outcome (success, error, denied, timeout, memory_limit, cpu_limit, file_limit, output_limit, killed, sandbox_error).',
+    help: `Executions finished, by language and outcome (${OUTCOMES.join(', ')}).`,
     labelNames: ['language', 'outcome'] as const,
     registers: [this.registry],
   });

@@ -11,6 +11,12 @@ security_mirror=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 if docker image inspect "$tag" >/dev/null 2>&1; then
   exit 0
 fi
+# One build per machine: a second caller (another test project) waits, then finds the image.
+exec 9>/var/lock/sandboxpool-base-image.lock
+flock 9
+if docker image inspect "$tag" >/dev/null 2>&1; then
+  exit 0
+fi
 command -v debootstrap >/dev/null || {
   echo "base-image: debootstrap is missing (bash test/container/setup.sh installs it)" >&2
   exit 1

@@ -2,7 +2,7 @@
 // provide/inject), the docker and docker-compose commands, and a client that talks to a runner
 // the way Dify does.
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { inject } from 'vitest';
@@ -48,6 +48,33 @@ export function seccompOption(): string {
 }
 
 const execFileAsync = promisify(execFile);
+
+/**
+ * Certificates this machine added to its trust store (update-ca-certificates' local directory):
+ * where outbound TLS is inspected, the image builds' downloads need them too.
+ */
+export function localCaCerts(): string {
+  const dir = '/usr/local/share/ca-certificates';
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((n) =>
+      n.endsWith('.crt'),
+    );
+  } catch {
+    return '';
+  }
+  return names.map((n) => readFileSync(path.join(dir, n), 'utf8').trim()).join('\n');
+}
+
+/** The Debian base image every image here starts from (built by base-image.sh, cached by tag). */
+export const BASE_IMAGE = 'sandboxpool/debian-base:bookworm-slim';
+
+/** Builds the base image if missing; one build per machine at a time (base-image.sh locks). */
+export async function ensureBaseImage(tag = BASE_IMAGE): Promise<void> {
+  await run('bash', [path.join(REPO_ROOT, 'test/container/base-image.sh'), tag], {
+    timeoutMs: 900_000,
+  });
+}
 
 /** Runs a command to its end within TIMEOUT_MS; the error names the command and its output. */
 export async function run(

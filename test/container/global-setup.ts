@@ -4,39 +4,21 @@
 // cache when nothing they copy has changed. A failure is handed to the tests, which fail with it
 // (the other projects keep running).
 import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { GenericContainer } from 'testcontainers';
 import type { TestProject } from 'vitest/node';
 import { REPO_ROOT } from '../../runner/src/paths.js';
-import { SETUP_HINT, type ContainerImages } from './docker.js';
+import { BASE_IMAGE, SETUP_HINT, localCaCerts, type ContainerImages } from './docker.js';
 
 // No container registry can be reached: testcontainers' reaper image cannot be pulled.
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
 
 const IMAGES: ContainerImages = {
-  base: 'sandboxpool/debian-base:bookworm-slim',
+  base: BASE_IMAGE,
   runner: 'sandboxpool/runner:test',
   squid: 'sandboxpool/squid:test',
 };
-
-/**
- * Certificates this machine added to its trust store (update-ca-certificates' local directory):
- * where outbound TLS is inspected, the image builds' downloads need them too.
- */
-function localCaCerts(): string {
-  const dir = '/usr/local/share/ca-certificates';
-  let names: string[] = [];
-  try {
-    names = readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((n) =>
-      n.endsWith('.crt'),
-    );
-  } catch {
-    return '';
-  }
-  return names.map((n) => readFileSync(path.join(dir, n), 'utf8').trim()).join('\n');
-}
 
 async function timed<T>(what: string, step: () => Promise<T>): Promise<T> {
   const started = Date.now();

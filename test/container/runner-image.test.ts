@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GenericContainer, Wait, type StartedTestContainer } from 'testcontainers';
 import { conformanceSuite } from '../support/conformance.js';
+import { documentedMetrics, undocumentedDifferences } from '../support/metrics-docs.js';
 import {
   PROFILE_PATH,
   RunnerClient,
@@ -45,7 +46,13 @@ beforeAll(async () => {
     .withTmpFs({ '/tmp': 'rw,noexec,nosuid,nodev,size=256m' })
     .withSecurityOpt('no-new-privileges', seccompOption())
     // SANDBOXPOOL_CANARY: a secret in the runner's environment, for the attacks to look for.
-    .withEnvironment({ API_KEY, SANDBOXPOOL_CANARY: CANARY, LOG_LEVEL: 'warn' })
+    // SANDBOX_METRICS_PORT as a SandboxPool's pods have it (its Service's `metrics` port).
+    .withEnvironment({
+      API_KEY,
+      SANDBOXPOOL_CANARY: CANARY,
+      LOG_LEVEL: 'warn',
+      SANDBOX_METRICS_PORT: '9464',
+    })
     .withWaitStrategy(Wait.forHealthCheck())
     .withStartupTimeout(120_000)
     .start();
@@ -115,6 +122,23 @@ describe('the container', () => {
       'pysocks',
       'socksio',
     ]);
+  });
+});
+
+describe('metrics', () => {
+  it('serves every metric the README documents, with its type, on the metrics port', async () => {
+    await client.run('python3', 'print(1)');
+    const base = client.url.replace(/:8194$/, ':9464');
+    const res = await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(10_000) });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    const documented = documentedMetrics('runner-metrics');
+    expect(undocumentedDifferences(text, documented)).toEqual([]);
+    expect(documented.length).toBeGreaterThanOrEqual(12);
+    // The run above is counted.
+    expect(text).toMatch(
+      /^sandbox_executions_total\{language="python3",outcome="success"\} [1-9]/m,
+    );
   });
 });
 

@@ -1,7 +1,6 @@
 // The operator end to end, against the real control plane: it runs as a process under the
-// ServiceAccount and RBAC it ships (manifests/operator-rbac.yaml), and every SandboxPool here
+// ServiceAccount and RBAC it ships (those of manifests/install.yaml), and every SandboxPool here
 // lives in a namespace where PodSecurity enforces "restricted".
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type {
   V1ConfigMap,
@@ -24,9 +23,10 @@ import type { ControlPlaneInfo } from '../k8s/controlplane.js';
 import {
   Api,
   OPERATOR_NAMESPACE,
-  RBAC_FILE,
+  createNamespace,
   installOperator,
   kubectl,
+  rbacManifest,
   startOperator,
   waitFor,
   type OperatorProcess,
@@ -60,22 +60,19 @@ afterAll(async () => {
   await operator?.stop();
   for (const ns of namespaces) await kubectl(cp, ['delete', 'namespace', ns, '--wait=false']);
   // What installOperator added (the CRD stays: other tests may use it at the same time).
-  await kubectl(cp, ['delete', '-f', RBAC_FILE, '--ignore-not-found', '--wait=false']);
+  await kubectl(
+    cp,
+    ['delete', '-f', '-', '--ignore-not-found', '--wait=false'],
+    cp.kubeconfigPath,
+    rbacManifest(),
+  );
   await kubectl(cp, ['delete', 'namespace', OPERATOR_NAMESPACE, '--wait=false']);
 });
 
-/** A fresh namespace where PodSecurity enforces "restricted". */
+/** A fresh namespace where PodSecurity enforces "restricted", removed after the file. */
 async function namespace(prefix: string): Promise<string> {
-  const name = `${prefix}-${randomBytes(3).toString('hex')}`;
-  await kubectl(cp, ['create', 'namespace', name]);
+  const name = await createNamespace(cp, prefix);
   namespaces.push(name);
-  await kubectl(cp, [
-    'label',
-    'namespace',
-    name,
-    'pod-security.kubernetes.io/enforce=restricted',
-    'pod-security.kubernetes.io/enforce-version=latest',
-  ]);
   return name;
 }
 

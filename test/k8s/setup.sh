@@ -3,7 +3,9 @@
 #   - etcd, from Debian's etcd-server package;
 #   - kube-apiserver, kube-controller-manager and kubectl, built from the k8s.io/kubernetes
 #     release pinned in test/k8s/go.mod (mains under test/k8s/cmd/);
-#   - helm, built from its Go module.
+#   - helm, built from its Go module;
+#   - the Prometheus Operator's ServiceMonitor and PrometheusRule CRDs, from its Go module (the
+#     chart's monitoring objects are tested against them).
 # The binaries go to a cache outside the repo, ~/.cache/sandboxpool/k8s-<version>/, and a later
 # run reuses them when they report the expected versions. The first build takes ~10 minutes on
 # 2 cores (about 1 GiB of modules and 3 GiB of Go build cache); later runs take a few seconds.
@@ -11,6 +13,7 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 HELM_VERSION=v3.19.0
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
 
 log() { printf 'test/k8s/setup.sh: %s\n' "$*" >&2; }
 die() {
@@ -65,34 +68,50 @@ cache_ok() {
 
 if cache_ok; then
   log "cached binaries in $bin_dir are up to date ($K8S_VERSION, helm $HELM_VERSION)"
-  exit 0
+else
+  # Build into a fresh directory and move it into place at the end, so an interrupted build never
+  # leaves a cache that looks complete.
+  staging="${bin_dir}.partial"
+  rm -rf "$staging"
+  mkdir -p "$staging"
+  start=$SECONDS
+
+  # Without these the binaries report v0.0.0-master: kubectl then cannot parse the server version
+  # and charts with a kubeVersion constraint fail.
+  k8s_ldflags=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    k8s_ldflags+=" -X ${pkg}.gitVersion=${K8S_VERSION} -X ${pkg}.gitMajor=1 -X ${pkg}.gitMinor=${K8S_MINOR}"
+    k8s_ldflags+=" -X ${pkg}.gitTreeState=clean"
+  done
+  log "building kube-apiserver, kube-controller-manager, kubectl $K8S_VERSION into $bin_dir (first time: ~8-9 min on 2 cores)"
+  (cd "$here" && go build -buildvcs=false -ldflags "$k8s_ldflags" -o "$staging/" ./cmd/...)
+
+  # helm: as its release Makefile sets them (client-go v0.34 => Kubernetes 1.34 as default capabilities).
+  helm_ldflags="-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} -X helm.sh/helm/v3/internal/version.metadata="
+  helm_ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${K8S_MINOR}"
+  helm_ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=${K8S_MINOR}"
+  log "building helm $HELM_VERSION (~2 min the first time)"
+  GOBIN="$staging" go install -buildvcs=false -ldflags "$helm_ldflags" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+
+  rm -rf "$bin_dir"
+  mv "$staging" "$bin_dir"
+  cache_ok || die "the binaries built in $bin_dir do not report $K8S_VERSION / helm $HELM_VERSION"
+  log "built in $((SECONDS - start)) s: $(du -sh "$bin_dir" | cut -f1) in $bin_dir"
 fi
 
-# Build into a fresh directory and move it into place at the end, so an interrupted build never
-# leaves a cache that looks complete.
-staging="${bin_dir}.partial"
-rm -rf "$staging"
-mkdir -p "$staging"
-start=$SECONDS
-
-# Without these the binaries report v0.0.0-master: kubectl then cannot parse the server version
-# and charts with a kubeVersion constraint fail.
-k8s_ldflags=""
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  k8s_ldflags+=" -X ${pkg}.gitVersion=${K8S_VERSION} -X ${pkg}.gitMajor=1 -X ${pkg}.gitMinor=${K8S_MINOR}"
-  k8s_ldflags+=" -X ${pkg}.gitTreeState=clean"
-done
-log "building kube-apiserver, kube-controller-manager, kubectl $K8S_VERSION into $bin_dir (first time: ~8-9 min on 2 cores)"
-(cd "$here" && go build -buildvcs=false -ldflags "$k8s_ldflags" -o "$staging/" ./cmd/...)
-
-# helm: as its release Makefile sets them (client-go v0.34 => Kubernetes 1.34 as default capabilities).
-helm_ldflags="-X helm.sh/helm/v3/internal/version.version=${HELM_VERSION} -X helm.sh/helm/v3/internal/version.metadata="
-helm_ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=${K8S_MINOR}"
-helm_ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=${K8S_MINOR}"
-log "building helm $HELM_VERSION (~2 min the first time)"
-GOBIN="$staging" go install -buildvcs=false -ldflags "$helm_ldflags" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
-
-rm -rf "$bin_dir"
-mv "$staging" "$bin_dir"
-cache_ok || die "the binaries built in $bin_dir do not report $K8S_VERSION / helm $HELM_VERSION"
-log "built in $((SECONDS - start)) s: $(du -sh "$bin_dir" | cut -f1) in $bin_dir"
+# 3. The Prometheus Operator's CRDs (no registry or download site is reachable; its Go module,
+# from the module proxy, carries them under example/prometheus-operator-crd/).
+crd_dir="$bin_dir/monitoring-crds"
+stamp="$crd_dir/.version"
+if [[ "$(cat "$stamp" 2>/dev/null)" != "$PROMETHEUS_OPERATOR_VERSION" ]]; then
+  log "fetching the Prometheus Operator CRDs ($PROMETHEUS_OPERATOR_VERSION) from its Go module"
+  module=github.com/prometheus-operator/prometheus-operator
+  (cd / && GOFLAGS=-mod=mod go mod download "$module@$PROMETHEUS_OPERATOR_VERSION")
+  src="$(go env GOMODCACHE)/$module@$PROMETHEUS_OPERATOR_VERSION/example/prometheus-operator-crd"
+  rm -rf "$crd_dir"
+  mkdir -p "$crd_dir"
+  for kind in servicemonitors prometheusrules; do
+    cp "$src/monitoring.coreos.com_$kind.yaml" "$crd_dir/"
+  done
+  echo "$PROMETHEUS_OPERATOR_VERSION" >"$stamp"
+fi

@@ -2,7 +2,8 @@
 // run the operator as a process (as `npm run operator` does) under its ServiceAccount, read its
 // JSON logs, and poll the API server.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { KubeConfig, KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
 import { CRD_FILE, CRD_NAME } from '../../operator/api/crd.js';
@@ -14,11 +15,22 @@ import {
 } from '../k8s/controlplane.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { parseAllDocuments } from 'yaml';
 
 const execFileAsync = promisify(execFile);
 
 export const OPERATOR_NAMESPACE = 'sandboxpool-system';
-export const RBAC_FILE = path.join(REPO_ROOT, 'manifests', 'operator-rbac.yaml');
+/** The install manifest rendered from the Helm chart (npm run manifests). */
+export const INSTALL_FILE = path.join(REPO_ROOT, 'manifests', 'install.yaml');
+const RBAC_KINDS = ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding'];
+
+/** The operator's ServiceAccount and RBAC as shipped: those documents of install.yaml. */
+export function rbacManifest(): string {
+  return parseAllDocuments(readFileSync(INSTALL_FILE, 'utf8'))
+    .filter((d) => RBAC_KINDS.includes(String(d.get('kind'))))
+    .map((d) => d.toString())
+    .join('---\n');
+}
 
 /** kubectl against `cp` (admin unless another kubeconfig is given); throws with its stderr. */
 export async function kubectl(
@@ -43,6 +55,20 @@ export async function kubectl(
       cause: err,
     });
   }
+}
+
+/** A fresh namespace (a random suffix on PREFIX) where PodSecurity enforces "restricted". */
+export async function createNamespace(cp: ControlPlaneInfo, prefix: string): Promise<string> {
+  const name = `${prefix}-${randomBytes(3).toString('hex')}`;
+  await kubectl(cp, ['create', 'namespace', name]);
+  await kubectl(cp, [
+    'label',
+    'namespace',
+    name,
+    'pod-security.kubernetes.io/enforce=restricted',
+    'pod-security.kubernetes.io/enforce-version=latest',
+  ]);
+  return name;
 }
 
 /** Polls until `check` returns a value (not undefined); bounded, says what it last saw. */
@@ -115,7 +141,7 @@ export class Api {
 }
 
 /**
- * Installs the CRD, the operator's namespace and its RBAC (manifests/operator-rbac.yaml), and
+ * Installs the CRD, the operator's namespace and its RBAC (from manifests/install.yaml), and
  * returns a kubeconfig of the operator's ServiceAccount. Idempotent.
  */
 export async function installOperator(cp: ControlPlaneInfo): Promise<string> {
@@ -130,7 +156,7 @@ export async function installOperator(cp: ControlPlaneInfo): Promise<string> {
   await kubectl(cp, ['create', 'namespace', OPERATOR_NAMESPACE]).catch((err: Error) => {
     if (!/AlreadyExists/.test(err.message)) throw err;
   });
-  await kubectl(cp, ['apply', '-f', RBAC_FILE]);
+  await kubectl(cp, ['apply', '-f', '-'], cp.kubeconfigPath, rbacManifest());
   return kubeconfigForServiceAccount(cp, OPERATOR_NAMESPACE, 'sandboxpool-operator');
 }
 

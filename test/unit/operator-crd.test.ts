@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { CRD_FILE, renderCRD, sandboxPoolCRD } from '../../operator/api/crd.js';
+import { CHART_CRD_FILE, CRD_FILE, renderCRD, sandboxPoolCRD } from '../../operator/api/crd.js';
 import { renderSpecTable } from '../../operator/api/docs.js';
 import { walk, type JSONSchemaProps } from '../../operator/api/schema.js';
 import { REPO_ROOT } from '../../operator/paths.js';
@@ -19,6 +19,8 @@ describe('the SandboxPool CRD', () => {
     const committed = readFileSync(path.join(REPO_ROOT, CRD_FILE), 'utf8');
     expect(committed, `${CRD_FILE} is stale: run npm run crds`).toBe(renderCRD());
     expect(parse(committed)).toEqual(sandboxPoolCRD());
+    const inChart = readFileSync(path.join(REPO_ROOT, CHART_CRD_FILE), 'utf8');
+    expect(inChart, `${CHART_CRD_FILE} is stale: run npm run crds`).toBe(renderCRD());
   });
 
   it('describes every field (kubectl explain shows each)', () => {
