@@ -5,8 +5,6 @@
 // failed, if it did.
 'use strict';
 const fs = require('node:fs');
-const http = require('node:http');
-const https = require('node:https');
 const path = require('node:path');
 const vm = require('node:vm');
 const Module = require('node:module');
@@ -78,6 +76,11 @@ function run(source, name) {
 function installProxy() {
   const env = process.env;
   if (!(env.HTTP_PROXY || env.HTTPS_PROXY || env.http_proxy || env.https_proxy)) return;
+  // Only here: loading http and https costs about 20 ms of CPU (the runner's heap limit flag
+  // makes V8 refuse Node's built-in code cache, so they are compiled from source), which every
+  // run would pay before "ready" whether or not it makes a request.
+  const http = require('node:http');
+  const https = require('node:https');
   let agents;
   // Beside this file (the runner's copy, as root), or where `npm run build` put it.
   const load = () =>
@@ -113,10 +116,23 @@ function installProxy() {
 
 installProxy();
 
-// Pay for the compiler of the function wrapper now, before "ready", not in the run. (Not for
-// process.stdout: creating it makes descriptor 1 non-blocking, and fs.writeSync(1) of a
-// program would then fail with EAGAIN.)
+// Pay now, before "ready", for what nearly every run uses, so that the run does not: the
+// compiler of the function wrapper, and console.log's path to a socket or pipe (the net module
+// and the stream and formatting code, which V8 compiles on first use: its code cache is refused
+// under the heap limit flag). Not process.stdout itself: creating it makes descriptor 1
+// non-blocking, and fs.writeSync(1) of a program would then fail with EAGAIN. A console on a
+// sink of our own runs the same code.
 vm.compileFunction('return 0', ['exports', 'require', 'module', '__filename', '__dirname']);
+require('node:net');
+{
+  const { Writable } = require('node:stream');
+  const sink = new Writable({ write: (chunk, encoding, done) => done() });
+  const warm = new console.Console({ stdout: sink, stderr: sink });
+  warm.log('%s %d', 'warm', 1);
+  warm.log({ a: [1, 'b'] });
+  warm.error(new Error('warm'));
+  sink.end();
+}
 
 report('ready');
 const request = JSON.parse(fs.readFileSync(0, 'utf8'));
