@@ -54,6 +54,7 @@ export class Engine {
       );
       return result;
     } finally {
+      this.sandboxes.replenish(req.language);
       this.metrics.inFlight.dec();
       this.releaseWorker();
       this.admitted--;

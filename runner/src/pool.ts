@@ -33,12 +33,20 @@ class WarmPool {
     await Promise.all(this.entries.map((p) => p.ready));
   }
 
-  /** The oldest process of the pool (ready, or about to be), or undefined when empty. */
+  /**
+   * The oldest process of the pool (ready, or about to be), or undefined when empty. The pool
+   * is not refilled here but by replenish(), once the run that took it has its answer: starting
+   * an interpreter costs milliseconds of CPU that would otherwise compete with that run.
+   */
   take(): SandboxProcess | undefined {
     const proc = this.entries.shift();
     if (proc !== undefined) this.setWaiting(proc, false);
-    this.refill();
     return proc;
+  }
+
+  /** Starts what the pool lacks. */
+  replenish(): void {
+    this.refill();
   }
 
   private setWaiting(proc: SandboxProcess, waiting: boolean): void {
@@ -160,6 +168,15 @@ export class Sandboxes {
     }
     this.metrics.poolMisses.inc({ language });
     return this.spawn(language, network);
+  }
+
+  /**
+   * Refills LANGUAGE's pool after a run that took from it, once the run's answer is on its way
+   * (the next turn of the event loop, after the response was written).
+   */
+  replenish(language: Language): void {
+    const pool = this.pools.get(language);
+    if (pool !== undefined) setImmediate(() => pool.replenish());
   }
 
   private spawn(language: Language, network: boolean): SandboxProcess {
