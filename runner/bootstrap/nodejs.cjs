@@ -119,18 +119,18 @@ installProxy();
 // Pay now, before "ready", for what nearly every run uses, so that the run does not: the
 // compiler of the function wrapper, and console.log's path to a socket or pipe (the net module
 // and the stream and formatting code, which V8 compiles on first use: its code cache is refused
-// under the heap limit flag). Not process.stdout itself: creating it makes descriptor 1
-// non-blocking, and fs.writeSync(1) of a program would then fail with EAGAIN. A console on a
-// sink of our own runs the same code.
+// under the heap limit flag). Not process.stdout or process.stderr themselves: creating one
+// makes its descriptor non-blocking, and fs.writeSync(1 or 2) of a program would then fail with
+// EAGAIN. (Logging through a console.Console of our own does that to descriptor 2.)
 vm.compileFunction('return 0', ['exports', 'require', 'module', '__filename', '__dirname']);
-require('node:net');
 {
+  const util = require('node:util');
+  new (require('node:net').Socket)().destroy();
+  util.format('%s %d %j', 'warm', 1, {});
+  util.inspect({ a: [1, 'b'] });
   const { Writable } = require('node:stream');
   const sink = new Writable({ write: (chunk, encoding, done) => done() });
-  const warm = new console.Console({ stdout: sink, stderr: sink });
-  warm.log('%s %d', 'warm', 1);
-  warm.log({ a: [1, 'b'] });
-  warm.error(new Error('warm'));
+  sink.write('warm');
   sink.end();
 }
 
