@@ -101,6 +101,8 @@ export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
     });
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
+  let gone = false;
+  void exit.then(() => (gone = true));
   return {
     id,
     reportLog,
@@ -113,6 +115,8 @@ export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
       return e;
     }),
     kill() {
+      // Not once it has exited: its process group id may belong to someone else by then.
+      if (gone) return;
       try {
         if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
       } catch {
@@ -129,12 +133,19 @@ class ZygoteChild implements SandboxProcess {
   readonly ended: Promise<Exit>;
   pid: number | undefined;
   exited!: (exit: Exit) => void;
+  private gone = false;
   private readonly sockets: Array<net.Socket | undefined> = [undefined, undefined, undefined];
   private connected!: () => void;
   private reported!: (ready: boolean) => void;
 
   constructor(readonly id: SandboxIdentity) {
-    const exit = new Promise<Exit>((resolve) => (this.exited = resolve));
+    const exit = new Promise<Exit>(
+      (resolve) =>
+        (this.exited = (e) => {
+          this.gone = true;
+          resolve(e);
+        }),
+    );
     const connected = new Promise<void>((resolve) => (this.connected = resolve));
     const reported = new Promise<boolean>((resolve) => (this.reported = resolve));
     // Ready: all three connections are here and it said so from inside the sandbox.
@@ -166,6 +177,8 @@ class ZygoteChild implements SandboxProcess {
   }
 
   kill(): void {
+    // Not once the zygote reaped it: its pid may belong to another process by then.
+    if (this.gone) return;
     try {
       if (this.pid !== undefined) process.kill(this.pid, 'SIGKILL');
     } catch {
