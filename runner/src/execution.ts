@@ -126,7 +126,7 @@ export async function runRequest(
   }
   await runtime.release(proc.id);
   const result = explain({
-    ...exit,
+    ...selfKilled(exit, limitHit, proc.reportLog),
     limitHit,
     stderr: stderr.text(),
     reports: proc.reportLog,
@@ -135,6 +135,17 @@ export async function runRequest(
     cpuSeconds: watchdog?.cpuSeconds ?? 0,
   });
   return { ...result, stdout: stdout.text() };
+}
+
+/**
+ * The exit status a bootstrap reported ("exit N") before it killed itself, sparing the
+ * interpreter's teardown (nodejs.cjs): the status the program ended with. Not when the runner
+ * killed the process.
+ */
+function selfKilled(exit: Exit, limitHit: Outcome | undefined, reports: string[]): Exit {
+  if (exit.signal !== 'SIGKILL' || limitHit !== undefined) return exit;
+  const reported = reports.findLast((l) => /^exit \d{1,3}$/.test(l));
+  return reported === undefined ? exit : { code: Number(reported.slice(5)), signal: null };
 }
 
 const NETWORK_SYSCALLS = new Set([
