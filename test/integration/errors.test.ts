@@ -59,6 +59,21 @@ describe('program failures', () => {
     expect(zero).toEqual({ stdout: 'x\n', stderr: '', error: '', exit_code: 0 });
   });
 
+  // A Node.js run reports its exit status and kills itself after the last 'exit' listener
+  // (nodejs.cjs): the status and the output of those listeners still come through.
+  it.each([
+    ['process.exitCode = 5; console.log("x")', 'x\n', 5],
+    ['setTimeout(() => { console.log("later"); process.exitCode = 6 }, 20)', 'later\n', 6],
+    ['process.on("exit", (c) => { console.log("bye", c); process.exitCode = 7 })', 'bye 0\n', 7],
+    ['process.on("exit", () => console.log("bye")); process.exit(258)', 'bye\n', 2],
+    ['console.log("ok")', 'ok\n', 0],
+  ] as const)('nodejs exit status: %s', async (code, stdout, status) => {
+    const data = await t.run('nodejs', code);
+    expect(data.stdout).toBe(stdout);
+    expect(data.exit_code).toBe(status);
+    expect(data.error).toBe(status === 0 ? '' : `process exited with code ${status}\n`);
+  });
+
   it('a timeout kills the run with every thread, and says so', async () => {
     for (const [language, code] of [
       [
