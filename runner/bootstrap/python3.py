@@ -77,6 +77,10 @@ def print_user_traceback(exc):
 def main():
     # Packages may have been installed since the zygote looked at the directories.
     importlib.invalidate_caches()
+    # Touch what every run uses (the JSON decoder, the compiler, exec) before "ready": in a child
+    # of the zygote the first writes to those pages copy them, which need not be the run's time.
+    json.loads('{"code": "pass", "preload": ""}')
+    exec(compile("pass", "<warm-up>", "exec"), {})
     report("ready")
     request = json.loads(sys.stdin.buffer.read())
     module = types.ModuleType("__main__")
