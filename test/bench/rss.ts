@@ -8,6 +8,12 @@ export interface RssSample {
   serverKiB: number;
   /** VmRSS summed over the server and its descendants, KiB (shared pages counted per process). */
   totalKiB: number;
+  /**
+   * Pss summed over the tree, KiB: each shared page divided among the processes that map it
+   * (a zygote's children share most of its pages), so the sum is what the tree holds. Null
+   * where smaps_rollup cannot be read (another user's processes without root).
+   */
+  totalPssKiB: number | null;
   processes: number;
 }
 
@@ -82,6 +88,7 @@ export async function sampleTree(pid: number): Promise<RssSample | null> {
   }
   let serverKiB = 0;
   let totalKiB = 0;
+  let totalPssKiB: number | null = 0;
   let processes = 0;
   for (const p of tree) {
     const status = await readText(`/proc/${p}/status`);
@@ -90,8 +97,11 @@ export async function sampleTree(pid: number): Promise<RssSample | null> {
     if (p === pid) serverKiB = kib;
     totalKiB += kib;
     processes++;
+    const pss = /^Pss:\s+(\d+)\s+kB/m.exec((await readText(`/proc/${p}/smaps_rollup`)) ?? '');
+    totalPssKiB =
+      pss?.[1] === undefined || totalPssKiB === null ? null : totalPssKiB + Number(pss[1]);
   }
-  return { serverKiB, totalKiB, processes };
+  return { serverKiB, totalKiB, totalPssKiB, processes };
 }
 
 /** Samples a process tree every intervalMs until stopped; keeps the peaks. */

@@ -138,7 +138,12 @@ async function main(): Promise<void> {
   const pids = new Map<string, number | null>();
   const idle: Record<
     string,
-    { pid: number | null; idleRssMiB: number | null; processes: number | null }
+    {
+      pid: number | null;
+      idleRssMiB: number | null;
+      idlePssMiB: number | null;
+      processes: number | null;
+    }
   > = {};
   for (const [t, given] of [
     [a, v.pid ?? env.BENCH_PID],
@@ -151,10 +156,11 @@ async function main(): Promise<void> {
     idle[t.name] = {
       pid,
       idleRssMiB: s === null ? null : Math.round((s.totalKiB / 1024) * 10) / 10,
+      idlePssMiB: s?.totalPssKiB == null ? null : Math.round((s.totalPssKiB / 1024) * 10) / 10,
       processes: s?.processes ?? null,
     };
     process.stderr.write(
-      `${t.name}: ${t.url.href} pid ${pid ?? '? (no RSS)'}, idle RSS ${idle[t.name]?.idleRssMiB ?? '?'} MiB\n`,
+      `${t.name}: ${t.url.href} pid ${pid ?? '? (no RSS)'}, idle RSS ${idle[t.name]?.idleRssMiB ?? '?'} MiB, PSS ${idle[t.name]?.idlePssMiB ?? '?'} MiB\n`,
     );
   }
 
@@ -193,7 +199,8 @@ async function main(): Promise<void> {
       .map((x) => x.toFixed(2))
       .join(' ')}; ` + `${opts.requests} requests × ${rounds} round(s) per cell`,
     ...targets.map(
-      (t) => `${t.name}: ${t.url.href} idle RSS ${idle[t.name]?.idleRssMiB ?? '?'} MiB`,
+      (t) =>
+        `${t.name}: ${t.url.href} idle RSS ${idle[t.name]?.idleRssMiB ?? '?'} MiB (summed over the tree), PSS ${idle[t.name]?.idlePssMiB ?? '?'} MiB`,
     ),
     '',
     cellTable(cells),
