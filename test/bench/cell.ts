@@ -13,6 +13,8 @@ export interface CellOptions {
   warmup: number;
   timeoutMs: number;
   rssIntervalMs: number;
+  /** Each client waits this long before each request (0: back to back). */
+  pauseMs: number;
 }
 
 /** The raw record of one or more runs of a cell (rounds are merged into one). */
@@ -88,14 +90,20 @@ export async function runCell(
     sampler?.start();
     const t0 = performance.now();
     const deadline = Date.now() + o.maxSeconds * 1000;
-    const sent = await pool(concurrency, o.requests, deadline, async () => {
-      const r = await runOnce(agent, target, body, w.expectedStdout, o.timeoutMs);
-      if (r.ok) into.okMs.push(r.ms);
-      else {
-        into.errors[r.kind]++;
-        into.errorSamples[r.kind] ??= r.detail;
-      }
-    });
+    const sent = await pool(
+      concurrency,
+      o.requests,
+      deadline,
+      async () => {
+        const r = await runOnce(agent, target, body, w.expectedStdout, o.timeoutMs);
+        if (r.ok) into.okMs.push(r.ms);
+        else {
+          into.errors[r.kind]++;
+          into.errorSamples[r.kind] ??= r.detail;
+        }
+      },
+      o.pauseMs,
+    );
     into.elapsedS += (performance.now() - t0) / 1000;
     into.sent += sent;
     if (sent < o.requests) into.stoppedByTime = true;
@@ -121,11 +129,13 @@ async function pool(
   count: number,
   deadline: number,
   fn: () => Promise<void>,
+  pauseMs = 0,
 ): Promise<number> {
   let started = 0;
   const worker = async () => {
     while (started < count && Date.now() < deadline) {
       started++;
+      if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
       await fn();
     }
   };

@@ -37,6 +37,8 @@ load:
   --max-total-seconds S the whole benchmark: no cell starts after S, default 3600
   --timeout-ms MS       per request (Dify's read timeout is 60 s), default 60000
   --settle-ms MS        pause between runs, default 1000
+  --pause-ms MS         each client waits MS before each request (an idle server with full
+                        pools, as most Dify traffic finds it; ok/s then counts the pauses), default 0
   --rss-interval-ms MS  /proc sampling period, default 100 (0: no RSS)
   --out DIR             JSON results, default test/bench/results
 `;
@@ -87,6 +89,7 @@ async function main(): Promise<void> {
       'max-total-seconds': { type: 'string' },
       'timeout-ms': { type: 'string' },
       'settle-ms': { type: 'string' },
+      'pause-ms': { type: 'string' },
       'rss-interval-ms': { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -128,6 +131,7 @@ async function main(): Promise<void> {
     warmup: int('warmup', v.warmup, 4, 0, 1000),
     timeoutMs: int('timeout-ms', v['timeout-ms'], 60_000, 100, 600_000),
     rssIntervalMs,
+    pauseMs: int('pause-ms', v['pause-ms'], 0, 0, 60_000),
   };
   const settleMs = int('settle-ms', v['settle-ms'], 1000, 0, 60_000);
   const totalDeadline =
