@@ -122,15 +122,18 @@ export class LeaderElector {
     };
   }
 
-  /** One round: true when this candidate holds the lease afterwards. */
-  private async tryAcquireOrRenew(): Promise<boolean> {
-    const ref = {
+  private leaseRef() {
+    return {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
       namespace: this.o.namespace,
       name: this.o.name,
     };
-    const lease = await this.kube.get<Lease>(ref);
+  }
+
+  /** One round: true when this candidate holds the lease afterwards. */
+  private async tryAcquireOrRenew(): Promise<boolean> {
+    const lease = await this.kube.get<Lease>(this.leaseRef());
     const now = new Date();
     if (!lease) {
       try {
@@ -165,13 +168,7 @@ export class LeaderElector {
     this.leading = false;
     this.callbacks.onStoppedLeading();
     try {
-      const ref = {
-        apiVersion: 'coordination.k8s.io/v1',
-        kind: 'Lease',
-        namespace: this.o.namespace,
-        name: this.o.name,
-      };
-      const lease = await this.kube.get<Lease>(ref);
+      const lease = await this.kube.get<Lease>(this.leaseRef());
       if (lease?.spec?.holderIdentity === this.o.identity) {
         await this.kube.update({
           ...lease,

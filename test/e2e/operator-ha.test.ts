@@ -18,6 +18,8 @@ import { startControlPlane, type ControlPlane } from '../k8s/controlplane.js';
 import {
   Api,
   OPERATOR_NAMESPACE,
+  applyPool as applyPoolIn,
+  createNamespace,
   installOperator,
   kubectl,
   startOperator,
@@ -61,22 +63,9 @@ async function operator(
   return o;
 }
 
-async function namespace(prefix: string): Promise<string> {
-  const name = `${prefix}-${randomBytes(3).toString('hex')}`;
-  await kubectl(cp, ['create', 'namespace', name]);
-  await kubectl(cp, ['label', 'namespace', name, 'pod-security.kubernetes.io/enforce=restricted']);
-  return name;
-}
+const namespace = (prefix: string) => createNamespace(cp, prefix);
 
-function applyPool(ns: string, name: string, spec: object = {}): Promise<string> {
-  const doc = stringify({
-    apiVersion: SBP,
-    kind: 'SandboxPool',
-    metadata: { name, namespace: ns },
-    spec,
-  });
-  return kubectl(cp, ['apply', '-f', '-'], cp.kubeconfigPath, doc);
-}
+const applyPool = (ns: string, name: string, spec: object = {}) => applyPoolIn(cp, ns, name, spec);
 
 const deployment = (ns: string, pool: string) =>
   api.get<V1Deployment>('apps/v1', 'Deployment', ns, `${pool}-sandboxpool`);

@@ -15,7 +15,6 @@ import type {
   V2HorizontalPodAutoscaler,
 } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import type { SandboxPool } from '../../operator/api/v1alpha1.js';
 import { DEFAULT_RUNNER_IMAGE } from '../../operator/config.js';
 import { controlPlane } from '../k8s/cluster.js';
@@ -23,6 +22,7 @@ import type { ControlPlaneInfo } from '../k8s/controlplane.js';
 import {
   Api,
   OPERATOR_NAMESPACE,
+  applyPool as applyPoolIn,
   createNamespace,
   installOperator,
   kubectl,
@@ -76,16 +76,11 @@ async function namespace(prefix: string): Promise<string> {
   return name;
 }
 
-/** kubectl apply of a SandboxPool, as a user would. */
-function applyPool(ns: string, name: string, spec: object): Promise<string> {
-  const doc = stringify({
-    apiVersion: SBP,
-    kind: 'SandboxPool',
-    metadata: { name, namespace: ns },
-    spec,
-  });
-  return kubectl(cp, ['apply', '-f', '-'], cp.kubeconfigPath, doc);
-}
+const applyPool = (ns: string, name: string, spec: object = {}) => applyPoolIn(cp, ns, name, spec);
+
+/** kubectl patch of one object, as a user would edit it. */
+const patch = (ns: string, resource: string, name: string, type: 'merge' | 'json', body: string) =>
+  kubectl(cp, ['patch', resource, name, '-n', ns, `--type=${type}`, '-p', body]);
 
 const getPool = (ns: string, name = 'dify') => api.get<SandboxPool>(SBP, 'SandboxPool', ns, name);
 const condition = (p: SandboxPool | undefined, type: string) =>
@@ -262,16 +257,7 @@ describe('a SandboxPool', () => {
     expect(before).toMatch(/^[0-9a-f]{16}$/);
     const key = (await child.secret(ns))?.data?.['api-key'];
 
-    await kubectl(cp, [
-      'patch',
-      'sbp',
-      'dify',
-      '-n',
-      ns,
-      '--type=merge',
-      '-p',
-      '{"spec":{"execution":{"timeoutSeconds":40}}}',
-    ]);
+    await patch(ns, 'sbp', 'dify', 'merge', '{"spec":{"execution":{"timeoutSeconds":40}}}');
     const after = await waitFor('a new config hash', async () => {
       const a = annotation(await child.deployment(ns));
       return a !== before ? a : undefined;
@@ -313,16 +299,13 @@ describe('a SandboxPool', () => {
 
     // A label of the user's survives; a field the operator owns, changed by hand, is restored.
     await kubectl(cp, ['label', 'deployment', 'dify-sandboxpool', '-n', ns, 'team=ai']);
-    await kubectl(cp, [
-      'patch',
+    await patch(
+      ns,
       'deployment',
       'dify-sandboxpool',
-      '-n',
-      ns,
-      '--type=json',
-      '-p',
+      'json',
       '[{"op":"replace","path":"/spec/template/spec/containers/0/securityContext/readOnlyRootFilesystem","value":false},{"op":"replace","path":"/spec/strategy/rollingUpdate/maxUnavailable","value":1}]',
-    ]);
+    );
     const repaired = await waitFor('the owned fields restored', async () => {
       const d = await child.deployment(ns);
       const c = d?.spec?.template.spec?.containers[0];
@@ -332,16 +315,13 @@ describe('a SandboxPool', () => {
         : undefined;
     });
     expect(repaired.metadata?.labels?.team).toBe('ai');
-    await kubectl(cp, [
-      'patch',
+    await patch(
+      ns,
       'service',
       'dify-sandboxpool',
-      '-n',
-      ns,
-      '--type=json',
-      '-p',
+      'json',
       '[{"op":"replace","path":"/spec/ports/0/targetPort","value":9999}]',
-    ]);
+    );
     await waitFor('the Service target port restored', async () =>
       (await child.service(ns))?.spec?.ports?.[0]?.targetPort === 'http' ? true : undefined,
     );
@@ -384,16 +364,13 @@ describe('a SandboxPool', () => {
     const ns = await namespace('sbp-hpa');
     await applyPool(ns, 'dify', { replicas: 2 });
     await observed(ns);
-    await kubectl(cp, [
-      'patch',
+    await patch(
+      ns,
       'sbp',
       'dify',
-      '-n',
-      ns,
-      '--type=merge',
-      '-p',
+      'merge',
       '{"spec":{"autoscaling":{"minReplicas":3,"maxReplicas":6}}}',
-    ]);
+    );
     const hpa = await waitFor('the HPA', () => child.hpa(ns));
     expect(hpa.spec).toMatchObject({
       minReplicas: 3,
@@ -421,16 +398,7 @@ describe('a SandboxPool', () => {
     expect((await child.deployment(ns))?.spec?.replicas).toBe(3);
 
     // Without autoscaling the operator applies spec.replicas again and removes the HPA.
-    await kubectl(cp, [
-      'patch',
-      'sbp',
-      'dify',
-      '-n',
-      ns,
-      '--type=json',
-      '-p',
-      '[{"op":"remove","path":"/spec/autoscaling"}]',
-    ]);
+    await patch(ns, 'sbp', 'dify', 'json', '[{"op":"remove","path":"/spec/autoscaling"}]');
     await waitFor('the HPA gone', async () =>
       (await child.hpa(ns)) === undefined ? true : undefined,
     );

@@ -15,7 +15,7 @@ import {
 } from '../k8s/controlplane.js';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
 
 const execFileAsync = promisify(execFile);
 
@@ -69,6 +69,22 @@ export async function createNamespace(cp: ControlPlaneInfo, prefix: string): Pro
     'pod-security.kubernetes.io/enforce-version=latest',
   ]);
   return name;
+}
+
+/** kubectl apply of a SandboxPool in NS, as a user would. */
+export function applyPool(
+  cp: ControlPlaneInfo,
+  ns: string,
+  name: string,
+  spec: object = {},
+): Promise<string> {
+  const doc = stringify({
+    apiVersion: 'sandboxpool.dev/v1alpha1',
+    kind: 'SandboxPool',
+    metadata: { name, namespace: ns },
+    spec,
+  });
+  return kubectl(cp, ['apply', '-f', '-'], cp.kubeconfigPath, doc);
 }
 
 /** Polls until `check` returns a value (not undefined); bounded, says what it last saw. */
