@@ -12,10 +12,13 @@ import traceback
 import types
 
 REPORT_FD = 3
-# The runner's extra packages (SANDBOX_PYTHON_PACKAGES), beside this file's directory.
-PACKAGES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "packages", "python")
-if PACKAGES not in sys.path:
-    sys.path.append(PACKAGES)
+
+
+def use_packages(directory):
+    """Lets code import the runner's extra packages (SANDBOX_PYTHON_PACKAGES): the runner names
+    their directory (an argument of this file, or of the zygote)."""
+    if directory not in sys.path:
+        sys.path.append(directory)
 
 
 def report(word):
@@ -99,4 +102,5 @@ def main():
 
 
 if __name__ == "__main__":
+    use_packages(sys.argv.pop(1))  # taken off, so that programs see argv as Dify's runner has it
     main()

@@ -5,7 +5,7 @@
 # sandbox_enter() (its own uid, directory, Landlock, seccomp, ...), and only then runs the
 # bootstrap, which reports "ready" and reads the user's code.
 #
-# Usage: zygote.py SOCKET_PATH
+# Usage: zygote.py SOCKET_PATH PYTHON_PACKAGES_DIR
 #
 # It also starts the other interpreters: for {"exec": [...]} a child connects back the same way
 # and then executes the launcher, which confines it and becomes the interpreter (a fork of
@@ -51,6 +51,7 @@ LIBRARY.sandbox_prepare.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p
 spec = importlib.util.spec_from_file_location("sandbox_bootstrap", os.path.join(HERE, "python3.py"))
 bootstrap = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bootstrap)
+bootstrap.use_packages(sys.argv[2])
 
 # What Dify's Jinja2 transform builds in every run, built once here: the default environment
 # jinja2.Template uses and the lexer (with its compiled regular expressions) that it shares with

@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { Logger } from 'pino';
 import { LAUNCHER, type Runtime, type SandboxIdentity } from './runtime.js';
+import { packagesDir } from './dependencies.js';
 
 export interface Exit {
   code: number | null;
@@ -228,7 +229,15 @@ export class Zygote {
     const { runtime } = this;
     const child = spawn(
       runtime.config.pythonPath,
-      ['-I', '-B', '-X', 'utf8', path.join(runtime.bootstrapDir, 'zygote.py'), this.socketPath],
+      [
+        '-I',
+        '-B',
+        '-X',
+        'utf8',
+        path.join(runtime.bootstrapDir, 'zygote.py'),
+        this.socketPath,
+        packagesDir(runtime.config).python,
+      ],
       {
         stdio: ['pipe', 'pipe', 'pipe'],
         env: { LD_PRELOAD: runtime.library, SANDBOX_ZYGOTE: '1', LANG: 'C.UTF-8' },

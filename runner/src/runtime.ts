@@ -233,6 +233,8 @@ export class Runtime {
         '-X',
         'utf8',
         path.join(this.bootstrapDir, 'python3.py'),
+        // Where import also looks: SANDBOX_PYTHON_PACKAGES.
+        packagesDir(config).python,
       ];
     // V8's heap limit below the memory limit, so that running out is a clean, named error.
     const heapMiB = Math.max(16, Math.floor(config.memoryMiB * 0.75));

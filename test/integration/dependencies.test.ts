@@ -6,7 +6,7 @@ import { startTestRunner, type TestRunner } from '../support/runner.js';
 let t: TestRunner;
 beforeAll(async () => {
   t = await startTestRunner({
-    SANDBOX_PYTHON_PACKAGES: 'six==1.16.0',
+    SANDBOX_PYTHON_PACKAGES: 'tabulate==0.9.0',
     SANDBOX_NODEJS_PACKAGES: 'lodash@4.17.21',
   });
 }, 300_000);
@@ -30,9 +30,9 @@ describe('installed at start', () => {
   it('a PyPI package imports and works in the sandbox', async () => {
     const data = await t.run(
       'python3',
-      'import six\nprint(six.__version__, six.ensure_str(b"ok"))',
+      'import tabulate\nprint(tabulate.__version__, tabulate.tabulate([["ok"]], tablefmt="plain"))',
     );
-    expect(data).toMatchObject({ stdout: '1.16.0 ok\n', error: '' });
+    expect(data).toMatchObject({ stdout: '0.9.0 ok\n', error: '' });
   });
 
   it('an npm package is require()d in the sandbox', async () => {
@@ -44,7 +44,7 @@ describe('installed at start', () => {
   });
 
   it('the list routes show them with their versions', async () => {
-    expect(await list('python3')).toContainEqual({ name: 'six', version: '1.16.0' });
+    expect(await list('python3')).toContainEqual({ name: 'tabulate', version: '0.9.0' });
     expect(await list('nodejs')).toContainEqual({ name: 'lodash', version: '4.17.21' });
     const refreshed = await fetch(`${t.url}/v1/sandbox/dependencies/refresh?language=nodejs`, {
       headers: { 'X-Api-Key': t.config.apiKey },
@@ -61,8 +61,8 @@ describe('installed at start', () => {
     const py = await t.run(
       'python3',
       [
-        'import errno, os, six',
-        'for attempt in (lambda: open(six.__file__, "a"), lambda: open(os.path.join(os.path.dirname(six.__file__), "evil.py"), "w"), lambda: os.rename(six.__file__, six.__file__ + ".bak"), lambda: os.unlink(six.__file__)):',
+        'import errno, os, tabulate',
+        'for attempt in (lambda: open(tabulate.__file__, "a"), lambda: open(os.path.join(os.path.dirname(tabulate.__file__), "evil.py"), "w"), lambda: os.rename(tabulate.__file__, tabulate.__file__ + ".bak"), lambda: os.unlink(tabulate.__file__)):',
         '    try:',
         '        attempt()',
         '        print("modified")',
@@ -77,8 +77,34 @@ describe('installed at start', () => {
     );
     // EACCES from Landlock, or EROFS where the runner (as root) mounted it read-only.
     expect(js.stdout).toMatch(/^(EACCES|EROFS)\n(EACCES|EROFS)\n(EACCES|EROFS)\n$/);
-    expect((await t.run('python3', 'import six\nprint(six.__version__)')).stdout).toBe('1.16.0\n');
+    expect((await t.run('python3', 'import tabulate\nprint(tabulate.__version__)')).stdout).toBe(
+      '0.9.0\n',
+    );
   });
+});
+
+describe('without root (as in the runner image)', () => {
+  it('a package installed at start imports in the sandbox, forked from the zygote or launched', async () => {
+    for (const zygote of ['true', 'false']) {
+      const u = await startTestRunner(
+        {
+          SANDBOX_PYTHON_PACKAGES: 'tabulate==0.9.0',
+          SANDBOX_PYTHON_ZYGOTE: zygote,
+        },
+        { mode: 'unprivileged' },
+      );
+      try {
+        expect(
+          await u.run('python3', 'import tabulate\nprint(tabulate.__version__)'),
+        ).toMatchObject({
+          stdout: '0.9.0\n',
+          error: '',
+        });
+      } finally {
+        await u.close();
+      }
+    }
+  }, 300_000);
 });
 
 describe('scientific packages under the default policy', () => {
