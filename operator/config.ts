@@ -34,7 +34,7 @@ export class OperatorConfigError extends Error {
   override name = 'OperatorConfigError';
 }
 
-/** The runner image this operator was built with: its build sets SANDBOXPOOL_RUNNER_IMAGE. */
+/** The runner image of the same version (SANDBOXPOOL_RUNNER_IMAGE, when set, names another). */
 export const DEFAULT_RUNNER_IMAGE = `sandboxpool/runner:${PACKAGE_VERSION}`;
 /** The pod profile rendered from native/policies (npm run profile -- --update). */
 export const DEFAULT_SECCOMP_PROFILE = path.join(REPO_ROOT, COMMITTED_PROFILE);

@@ -4,13 +4,12 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /** Prefix of prom-client's default process_* and nodejs_* metrics of the operator. */
 export const OPERATOR_METRICS_PREFIX = 'sandboxpool_operator_';
 
-export type ReconcileResult = 'success' | 'invalid' | 'error';
-
 export class OperatorMetrics {
   readonly registry = new Registry();
   /** Set by the controller: what the queue holds right now. */
   queueSource: () => { ready: number; waiting: number } = () => ({ ready: 0, waiting: 0 });
-  /** Set by the controller: every watched pool and whether its Ready condition is True. */
+  /** Set by the controller: every watched pool and whether its Ready condition is True (the
+   * managed_pools and pool_ready gauges are read from it at each scrape). */
   poolsSource: () => { namespace: string; name: string; ready: boolean }[] = () => [];
   readonly reconciles = new Counter({
     name: 'sandboxpool_operator_reconciles_total',
@@ -46,6 +45,9 @@ export class OperatorMetrics {
     name: 'sandboxpool_operator_managed_pools',
     help: 'SandboxPools the operator watches.',
     registers: [this.registry],
+    collect: () => {
+      this.managedPools.set(this.poolsSource().length);
+    },
   });
   readonly poolReady = new Gauge({
     name: 'sandboxpool_operator_pool_ready',

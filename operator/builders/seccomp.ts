@@ -73,6 +73,8 @@ const installerLabels = {
   'app.kubernetes.io/part-of': 'sandboxpool',
   'app.kubernetes.io/managed-by': MANAGED_BY,
 };
+/** Selects the installer's objects (the operator's informers watch them). */
+export const INSTALLER_SELECTOR = 'app.kubernetes.io/component=seccomp-installer';
 
 export function buildProfilesConfigMap(
   namespace: string,

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { V1ConfigMap, V1DaemonSet } from '@kubernetes/client-node';
 import { API_VERSION, KIND, type SandboxPool } from '../api/v1alpha1.js';
 import { MANAGED_SELECTOR, POOL_LABEL } from '../builders/common.js';
+import { INSTALLER_SELECTOR } from '../builders/seccomp.js';
 import type { OperatorConfig } from '../config.js';
 import type { OperatorMetrics } from '../metrics.js';
 import { EventRecorder } from './events.js';
@@ -84,7 +85,6 @@ export class Controller {
       (_change, pool) => {
         this.queue.add(`${pool.metadata.namespace}/${pool.metadata.name}`);
         this.queue.add(INSTALLER_KEY);
-        d.metrics.managedPools.set(this.caches.pools.list().length);
       },
     );
     const children = {} as Record<ChildKind, Informer<KubeObject>>;
@@ -99,7 +99,6 @@ export class Controller {
       );
     // The seccomp installer lives in the operator's namespace; any change to it may let pools
     // switch to their Localhost profile.
-    const installerSelector = 'app.kubernetes.io/component=seccomp-installer';
     const onInstaller = () => {
       this.queue.add(INSTALLER_KEY);
       for (const p of this.caches.pools.list())
@@ -108,12 +107,12 @@ export class Controller {
     };
     const installerConfigMaps = informer<V1ConfigMap & KubeObject>(
       { apiVersion: 'v1', kind: 'ConfigMap', namespace: config.namespace },
-      installerSelector,
+      INSTALLER_SELECTOR,
       onInstaller,
     );
     const installerDaemonSets = informer<V1DaemonSet & KubeObject>(
       { apiVersion: 'apps/v1', kind: 'DaemonSet', namespace: config.namespace },
-      installerSelector,
+      INSTALLER_SELECTOR,
       onInstaller,
     );
     this.caches = { pools, children, installerConfigMaps, installerDaemonSets };

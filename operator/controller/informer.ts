@@ -45,10 +45,6 @@ export class Informer<T extends KubeObject> {
     this.o = { watchTimeoutSeconds: 300, backoffBaseMs: 500, backoffMaxMs: 30_000, ...options };
   }
 
-  get kind(): string {
-    return this.o.resource.kind;
-  }
-
   /** True once the first list has filled the cache. */
   get synced(): boolean {
     return this.syncedOnce;

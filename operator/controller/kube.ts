@@ -1,7 +1,7 @@
 // A small JSON client for the Kubernetes API: authentication and TLS come from client-node's
 // KubeConfig; requests, server-side apply (also on the status subresource) and watches are plain
 // HTTPS here, so every object stays the JSON the API server sent (client-node's typed clients
-// re-shape objects and cannot apply to subresources) and every error names the call.
+// re-shape objects) and every error names the call.
 import http from 'node:http';
 import https from 'node:https';
 import { createInterface } from 'node:readline';

@@ -53,10 +53,6 @@ export class LeaderElector {
     private readonly callbacks: { onStartedLeading(): void; onStoppedLeading(): void },
   ) {}
 
-  get isLeader(): boolean {
-    return this.leading;
-  }
-
   start(): void {
     this.loop ??= this.run();
   }

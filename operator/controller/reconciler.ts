@@ -36,7 +36,7 @@ import { buildStatus, type Observation, type Problem } from '../builders/status.
 import type { OperatorConfig } from '../config.js';
 import type { EventRecorder } from './events.js';
 import type { Informer } from './informer.js';
-import { ApiError, isConflict, type Kube, type KubeObject } from './kube.js';
+import { ApiError, isConflict, isNotFound, type Kube, type KubeObject } from './kube.js';
 
 export interface Caches {
   pools: Informer<SandboxPool>;
@@ -432,7 +432,7 @@ export class Reconciler {
         { subresource: 'status' },
       );
     } catch (err) {
-      if (err instanceof ApiError && err.status === 404) return; // deleted meanwhile
+      if (isNotFound(err)) return; // deleted meanwhile
       throw err;
     }
     await this.transitionEvents(pool, old.conditions ?? [], status.conditions ?? [], obs, log);

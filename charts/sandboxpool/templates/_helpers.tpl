@@ -1,8 +1,3 @@
-{{/* The chart's name, for labels. */}}
-{{- define "sandboxpool.name" -}}
-{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
-{{- end -}}
-
 {{/* The release's base name: the release name when it already says sandboxpool. */}}
 {{- define "sandboxpool.fullname" -}}
 {{- if contains .Chart.Name .Release.Name -}}
