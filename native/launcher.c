@@ -2,7 +2,8 @@
  *
  *   sandbox-launcher --policy-dir DIR --policy NAME [--policy NAME]... --workdir PATH
  *                    [--uid N --gid N] [--memory-bytes N] [--cpu-seconds N] [--file-bytes N]
- *                    [--open-files N] [--processes N] [--read PATH]... [--env K=V]...
+ *                    [--open-files N] [--processes N] [--disk-bytes N] [--disk-files N]
+ *                    [--read PATH]... [--env K=V]...
  *                    [--network] [--landlock required|optional] -- INTERPRETER [ARG]...
  *   sandbox-launcher --probe
  *

@@ -169,7 +169,7 @@ ssize_t process_vm_readv(pid_t pid, const struct iovec *local, unsigned long n_l
  * creation is never allowed in the sandbox: refuse it up front, the way the filter would, with
  * the same report. Going around these with a raw syscall still meets the filter. */
 static int refuse_process_creation(void) {
-  report_syscall(56); /* clone */
+  report_syscall(SYS_clone);
   errno = EPERM;
   return EPERM;
 }

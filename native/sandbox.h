@@ -6,8 +6,10 @@
 #include <sys/resource.h>
 
 #define SANDBOX_SETUP_FAILED 125
-/* Descriptor 3 carries reports to the runner: "ready", "sys NNN" for a trapped syscall,
- * "eperm"/"memory" from the bootstraps, and the launcher's own failure line. */
+/* Descriptor 3 carries reports to the runner, a line each: "ready", "sys NNN" for a trapped
+ * syscall, "kill NNN" for a call of the dangerous set about to be made, the limit or error an
+ * uncaught exception came from ("eperm", "memory", "fsize", "disk", "nofile", "threads"),
+ * "exit N" from a Node.js run that ends itself, and the launcher's own failure line. */
 #define SANDBOX_REPORT_FD 3
 /* The interpreter stays open here until execveat(). It is above the RLIMIT_NOFILE hard limit
  * set by the sequence, so after exec no code can create a descriptor with this number again:

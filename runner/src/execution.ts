@@ -1,11 +1,9 @@
 // One request in one sandboxed process: write the request, collect output within the caps,
 // enforce the wall-clock timeout, and explain how it ended in the words of api.md.
 import type { Language } from './config.js';
-import type { Exit, SandboxProcess } from './process.js';
+import { SETUP_FAILED, type Exit, type SandboxProcess } from './process.js';
 import type { Runtime } from './runtime.js';
 import { measureTree, Watchdog } from './watchdog.js';
-
-const LAUNCHER_FAILED = 125;
 
 /** How a run ended: the `outcome` label of sandbox_executions_total. */
 export const OUTCOMES = [
@@ -203,7 +201,7 @@ function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
     ...(deniedSyscall !== undefined ? { deniedSyscall } : {}),
   });
 
-  if (launcherFailure !== undefined && e.code === LAUNCHER_FAILED)
+  if (launcherFailure !== undefined && e.code === SETUP_FAILED)
     return {
       ...fail('sandbox_error', `error: sandbox setup failed: ${launcherFailure.slice(18)}`),
       stderr: '',

@@ -42,16 +42,21 @@ function parseLanguage(value: unknown): Language | undefined {
   return LANGUAGES.find((l) => l === value);
 }
 
-/** The metrics listener: `/metrics` and `/healthz`, nothing else. */
-export function createMetricsApp(metrics: RunnerMetrics): express.Express {
-  const app = express();
-  app.disable('x-powered-by');
+/** `/healthz` and `/metrics`, unauthenticated: on the main listener and the metrics one. */
+function serveHealthAndMetrics(app: express.Express, metrics: RunnerMetrics): void {
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
   app.get('/metrics', async (_req, res) => {
     res.set('Content-Type', metrics.registry.contentType).send(await metrics.registry.metrics());
   });
+}
+
+/** The metrics listener: `/metrics` and `/healthz`, nothing else. */
+export function createMetricsApp(metrics: RunnerMetrics): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  serveHealthAndMetrics(app, metrics);
   return app;
 }
 
@@ -78,16 +83,11 @@ export function createApp({
   app.get('/health', (_req, res) => {
     res.json('ok');
   });
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
+  serveHealthAndMetrics(app, metrics);
   app.get('/readyz', (_req, res) => {
     res
       .status(readiness.ready ? 200 : 503)
       .json({ ready: readiness.ready, reason: readiness.reason });
-  });
-  app.get('/metrics', async (_req, res) => {
-    res.set('Content-Type', metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
   const sandbox = express.Router();

@@ -40,7 +40,7 @@ export class RunnerMetrics {
   });
   readonly ready = new Gauge({
     name: 'sandbox_ready',
-    help: '1 when the start-up self-test of the sandbox passed and runs are accepted, else 0.',
+    help: '1 when the self-test of the sandbox passed (at start, and again after a run whose sandbox could not be set up) and runs are accepted, else 0.',
     registers: [this.registry],
   });
   readonly landlockAbi = new Gauge({

@@ -35,7 +35,7 @@ class WarmPool {
 
   /**
    * The oldest process of the pool (ready, or about to be), or undefined when empty. The pool
-   * is not refilled here but by replenish(), once the run that took it has its answer: starting
+   * is not refilled here but by Sandboxes.replenish(), once the run that took it has its answer: starting
    * an interpreter costs milliseconds of CPU that would otherwise compete with that run.
    */
   take(): SandboxProcess | undefined {
@@ -44,18 +44,14 @@ class WarmPool {
     return proc;
   }
 
-  /** Starts what the pool lacks. */
-  replenish(): void {
-    this.refill();
-  }
-
   private setWaiting(proc: SandboxProcess, waiting: boolean): void {
     if (waiting) this.waiting.add(proc);
     else this.waiting.delete(proc);
     this.metrics.poolReady.set({ language: this.language }, this.waiting.size);
   }
 
-  private refill(): void {
+  /** Starts what the pool lacks (unless it is waiting out a backoff). */
+  refill(): void {
     if (this.stopped || this.refillTimer !== undefined) return;
     while (this.entries.length < this.size) this.add();
   }
@@ -176,7 +172,7 @@ export class Sandboxes {
    */
   replenish(language: Language): void {
     const pool = this.pools.get(language);
-    if (pool !== undefined) setImmediate(() => pool.replenish());
+    if (pool !== undefined) setImmediate(() => pool.refill());
   }
 
   private spawn(language: Language, network: boolean): SandboxProcess {

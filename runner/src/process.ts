@@ -12,6 +12,9 @@ import type { Logger } from 'pino';
 import { LAUNCHER, type Runtime, type SandboxIdentity } from './runtime.js';
 import { packagesDir } from './dependencies.js';
 
+/** The exit status of a process whose sandbox could not be set up (sandbox.h's SANDBOX_SETUP_FAILED). */
+export const SETUP_FAILED = 125;
+
 export interface Exit {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -98,7 +101,7 @@ export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
   const exit = new Promise<Exit>((resolve) => {
     child.once('error', (err) => {
       reportLog.push(`sandbox-launcher: spawn: ${err.message}`);
-      resolve({ code: 125, signal: null });
+      resolve({ code: SETUP_FAILED, signal: null });
     });
     child.once('exit', (code, signal) => resolve({ code, signal }));
   });
@@ -262,7 +265,7 @@ export class Zygote {
         if (!this.stopping)
           this.log.error({ code, signal, stderr: stderr.trim() }, 'the Python zygote exited');
         reject(new Error(`the Python zygote exited (${code ?? signal}): ${why}`));
-        for (const c of this.children.values()) c.exited({ code: 125, signal: null });
+        for (const c of this.children.values()) c.exited({ code: SETUP_FAILED, signal: null });
         this.children.clear();
       });
     });
@@ -347,7 +350,7 @@ export class Zygote {
     if (!this.alive || this.process?.stdin?.write(`${JSON.stringify(command)}\n`) === undefined) {
       this.children.delete(token);
       child.reportLog.push('sandbox-launcher: zygote: the Python zygote is not running');
-      child.exited({ code: 125, signal: null });
+      child.exited({ code: SETUP_FAILED, signal: null });
     }
     return child;
   }

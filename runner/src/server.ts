@@ -1,7 +1,6 @@
 // Starting a runner: the sandbox runtime, a self-test of every layer, then the HTTP server.
 import { execFile } from 'node:child_process';
 import type { Server } from 'node:http';
-import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import type { RunnerConfig } from './config.js';
@@ -9,9 +8,8 @@ import { installPackages } from './dependencies.js';
 import { Engine } from './engine.js';
 import { createApp, createMetricsApp, type Readiness } from './http.js';
 import { RunnerMetrics } from './metrics.js';
-import { NATIVE_BUILD } from './paths.js';
 import { Sandboxes } from './pool.js';
-import { Runtime } from './runtime.js';
+import { LAUNCHER, Runtime } from './runtime.js';
 
 /** How often a runner that became not ready re-runs its self-test. */
 const RECHECK_MS = 2000;
@@ -34,7 +32,7 @@ const SELF_TESTS = {
   ].join('\n'),
 } as const;
 
-/** Proves at start-up that a run really gets the sandbox: fails closed otherwise. */
+/** Proves that a run really gets the sandbox (at start, and after a sandbox error): fails closed otherwise. */
 async function selfTest(engine: Engine, logger: Logger): Promise<string | undefined> {
   for (const language of ['python3', 'nodejs'] as const) {
     const result = await engine.run(
@@ -48,9 +46,7 @@ async function selfTest(engine: Engine, logger: Logger): Promise<string | undefi
 }
 
 async function landlockAbi(): Promise<number> {
-  const { stdout } = await promisify(execFile)(path.join(NATIVE_BUILD, 'sandbox-launcher'), [
-    '--probe',
-  ]);
+  const { stdout } = await promisify(execFile)(LAUNCHER, ['--probe']);
   return Number(/landlock_abi=(\d+)/.exec(stdout)?.[1] ?? 0);
 }
 
