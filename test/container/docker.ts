@@ -73,6 +73,8 @@ export const BASE_IMAGE = 'sandboxpool/debian-base:bookworm-slim';
 export async function ensureBaseImage(tag = BASE_IMAGE): Promise<void> {
   await run('bash', [path.join(REPO_ROOT, 'test/container/base-image.sh'), tag], {
     timeoutMs: 900_000,
+  }).catch((err: Error) => {
+    throw new Error(`building ${tag} failed: ${err.message}\n${SETUP_HINT}`);
   });
 }
 

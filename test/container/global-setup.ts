@@ -9,7 +9,13 @@ import { promisify } from 'node:util';
 import { GenericContainer } from 'testcontainers';
 import type { TestProject } from 'vitest/node';
 import { REPO_ROOT } from '../../runner/src/paths.js';
-import { BASE_IMAGE, SETUP_HINT, localCaCerts, type ContainerImages } from './docker.js';
+import {
+  BASE_IMAGE,
+  SETUP_HINT,
+  ensureBaseImage,
+  localCaCerts,
+  type ContainerImages,
+} from './docker.js';
 
 // No container registry can be reached: testcontainers' reaper image cannot be pulled.
 process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
@@ -31,19 +37,7 @@ async function buildImages(): Promise<void> {
   await promisify(execFile)('docker', ['info'], { timeout: 20_000 }).catch((err: Error) => {
     throw new Error(`no Docker daemon answers (${err.message.split('\n')[0]}): ${SETUP_HINT}`);
   });
-  await timed(`base image ${IMAGES.base}`, () =>
-    promisify(execFile)(
-      'bash',
-      [path.join(REPO_ROOT, 'test/container/base-image.sh'), IMAGES.base],
-      {
-        timeout: 600_000,
-      },
-    ).catch((err: Error & { stderr?: string }) => {
-      throw new Error(
-        `building ${IMAGES.base} failed: ${err.stderr ?? err.message}\n${SETUP_HINT}`,
-      );
-    }),
-  );
+  await timed(`base image ${IMAGES.base}`, () => ensureBaseImage(IMAGES.base));
   const args = { BASE_IMAGE: IMAGES.base, EXTRA_CA_CERTS: localCaCerts() };
   await timed(`runner image ${IMAGES.runner}`, () =>
     GenericContainer.fromDockerfile(REPO_ROOT, 'Dockerfile.runner')

@@ -5,7 +5,6 @@
 // chart's ServiceAccount and RBAC.
 import { execFile } from 'node:child_process';
 import { chmod, copyFile, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -21,11 +20,11 @@ import {
   type ControlPlane,
 } from '../k8s/controlplane.js';
 import { documentedMetrics, undocumentedDifferences } from '../support/metrics-docs.js';
-import { Api, createNamespace, kubectl, waitFor } from '../support/operator.js';
+import { Api, INSTALL_FILE, createNamespace, kubectl, waitFor } from '../support/operator.js';
+import { freePort } from '../support/ports.js';
 
 const execFileAsync = promisify(execFile);
 const CHART = path.join(REPO_ROOT, 'charts', 'sandboxpool');
-const INSTALL_YAML = path.join(REPO_ROOT, 'manifests', 'install.yaml');
 const SBP = 'sandboxpool.dev/v1alpha1';
 /** What a cluster with the Prometheus Operator serves (helm template cannot ask a cluster). */
 const WITH_MONITORING = [
@@ -342,7 +341,7 @@ describe('manifests/install.yaml', () => {
   });
 
   it('installs the operator with kubectl apply -f', async () => {
-    const out = await kubectl(cp, ['apply', '-f', INSTALL_YAML]);
+    const out = await kubectl(cp, ['apply', '-f', INSTALL_FILE]);
     expect(out).toMatch(/namespace\/sandboxpool-system created/);
     expect(out).toMatch(
       /customresourcedefinition\.apiextensions\.k8s\.io\/sandboxpools\.sandboxpool\.dev (created|configured|unchanged)/,
@@ -362,7 +361,7 @@ describe('manifests/install.yaml', () => {
       2,
     );
     // What it declares is what the cluster has: kubectl diff finds nothing (exit 0).
-    await kubectl(cp, ['diff', '-f', INSTALL_YAML]);
+    await kubectl(cp, ['diff', '-f', INSTALL_FILE]);
   });
 });
 
@@ -395,16 +394,6 @@ describe('the operator image', () => {
     if (containers.length > 0) await docker(['rm', '-f', ...containers]).catch(() => undefined);
     if (scratch) await rm(scratch, { recursive: true, force: true });
   });
-
-  const freePort = () =>
-    new Promise<number>((resolve, reject) => {
-      const server = createServer();
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        const { port } = server.address() as { port: number };
-        server.close(() => resolve(port));
-      });
-    });
 
   it('runs two replicas under the chart’s ServiceAccount: one leads, reconciles, and both serve the documented metrics', async () => {
     const ns = await namespace('sbp-image');

@@ -1,8 +1,8 @@
 // Warm pools: each interpreter is confined before it is pooled, serves exactly one run, and
 // nothing a run leaves behind (globals, modules, files, environment) reaches the next one.
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
+import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { documentedMetrics } from '../support/metrics-docs.js';
 import { startTestRunner, type TestRunner } from '../support/runner.js';
 
 let t: TestRunner;
@@ -119,10 +119,9 @@ describe('warm pools', () => {
 describe('/metrics', () => {
   it('exposes every metric of the README with its documented type', async () => {
     const text = await (await fetch(`${t.url}/metrics`)).text();
-    const readme = readFileSync(path.join(import.meta.dirname, '../../README.md'), 'utf8');
-    const documented = [...readme.matchAll(/^\| `(sandbox_\w+)` \| (\w+) \|/gm)];
+    const documented = documentedMetrics('runner-metrics');
     expect(documented.length).toBeGreaterThan(10);
-    for (const [, name, type] of documented) expect(text).toContain(`# TYPE ${name} ${type}\n`);
+    for (const { name, type } of documented) expect(text).toContain(`# TYPE ${name} ${type}\n`);
   });
 });
 

@@ -1,27 +1,14 @@
 // The runner as a process, started the way `npm start` does.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../runner/src/paths.js';
+import { freePort } from '../support/ports.js';
 
 const MAIN = path.join(REPO_ROOT, 'dist/runner/src/main.js');
 const baseEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin' };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address !== null
-          ? resolve(address.port)
-          : reject(new Error('no port')),
-      );
-    });
-  });
-}
 
 /** Starts the built runner and resolves with its 'config init success' line. */
 async function startMain(

@@ -3,7 +3,8 @@
 import type { Attack, Context } from './types.js';
 import { jsTry, pyTry } from './types.js';
 
-const SA_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+/** A pod's service-account token (the suite plants one where this machine lacks it). */
+export const SA_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 const q = JSON.stringify;
 
 const pyRead = (path: (c: Context) => string) => (c: Context) =>

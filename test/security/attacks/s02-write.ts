@@ -18,10 +18,17 @@ function canaryIntact(c: Context): void {
   expect(readFileSync(c.canaryFile, 'utf8')).toBe(c.secret);
 }
 
+/** Both bootstraps, where the runner reads them (its copy as root) and in the repository. */
 function bootstrapIntact(c: Context): void {
+  // An append shows at the end: each file still ends as it was written.
+  const lastLine = {
+    'python3.py': '    main()\n',
+    'nodejs.cjs': "run(request.code, 'code.js');\n",
+  };
   for (const dir of [path.join(c.workDir, 'runtime'), path.join(c.repoRoot, 'runner/bootstrap')])
-    if (existsSync(path.join(dir, 'python3.py')))
-      expect(readFileSync(path.join(dir, 'python3.py'), 'utf8')).toContain('def main()');
+    for (const [file, text] of Object.entries(lastLine))
+      if (existsSync(path.join(dir, file)))
+        expect(readFileSync(path.join(dir, file), 'utf8').endsWith(text), file).toBe(true);
 }
 
 /** The runner's directories and installed files keep their modes. */

@@ -1,7 +1,7 @@
 // Plays the attack table (every family module) against a real runner in one mode. For each
 // attack: the answer is what the table expects, nothing secret comes out, the runner is alive,
 // and a normal run right after it is served correctly in a clean directory.
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -15,7 +15,7 @@ import {
   type RunnerMode,
   type TestRunner,
 } from '../../support/runner.js';
-import { attacks as s01 } from './s01-read.js';
+import { SA_TOKEN, attacks as s01 } from './s01-read.js';
 import { attacks as s02 } from './s02-write.js';
 import { attacks as s03 } from './s03-exec.js';
 import { attacks as s04 } from './s04-fork.js';
@@ -112,6 +112,8 @@ function judge(attack: ProgramAttack, mode: RunnerMode, data: RunData): void {
 export function attackSuite(mode: RunnerMode): void {
   let t: TestRunner;
   let ctx: Context;
+  /** Whether this suite wrote the token (it removes it again). */
+  let plantedToken = false;
   let echo: http.Server;
   let canaryDir: string;
   const secret = `canary-${mode}-${process.pid}-${Date.now()}`;
@@ -125,6 +127,16 @@ export function attackSuite(mode: RunnerMode): void {
     const canaryFile = path.join(canaryDir, 'secret.txt');
     writeFileSync(canaryFile, secret);
     chmodSync(canaryFile, 0o666);
+    // A service-account token readable by anyone, as on a pod: only the sandbox keeps it out
+    // of reach. (Not /conf/config.yaml, the other file the attack tries: every runner on this
+    // machine would read it as its configuration.)
+    mkdirSync(path.dirname(SA_TOKEN), { recursive: true });
+    try {
+      writeFileSync(SA_TOKEN, secret, { flag: 'wx', mode: 0o644 });
+      plantedToken = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
     process.env.SANDBOXPOOL_TEST_SECRET = secret; // the runner's environment (root mode)
     // Python starts two ways: forked from the zygote (the default, played unprivileged) and
     // through the launcher (played as root; the other root-mode tests use the zygote).
@@ -151,6 +163,16 @@ export function attackSuite(mode: RunnerMode): void {
     await t?.close();
     await new Promise((r) => echo?.close(r));
     rmSync(canaryDir, { recursive: true, force: true });
+    if (plantedToken) {
+      rmSync(SA_TOKEN, { force: true });
+      // Its directories too, as far as they are empty (the other mode's suite may still use them).
+      for (let dir = path.dirname(SA_TOKEN); dir !== '/var/run'; dir = path.dirname(dir))
+        try {
+          rmdirSync(dir);
+        } catch {
+          break;
+        }
+    }
   });
 
   for (const [family, attacks] of FAMILIES) {
