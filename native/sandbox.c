@@ -224,14 +224,20 @@ static int beneath(const char *path, const char *prefix) {
 /* Replaces the process's view of the filesystem with a new root holding only: the policy's
  * read and exec paths and the runner's --read paths (read-only bind mounts), a /proc that shows
  * only processes of the run's own uid, and the run's directory as a tmpfs of its own, limited in
- * bytes and files. The new root is a small tmpfs mounted on the run's (empty, host) directory;
- * the host's root is unmounted from this namespace, so no path leads back to it. */
+ * bytes and files. The new root is a small tmpfs mounted, in this namespace only, over the host
+ * directory that would hold the run's directory: nothing is created on the host for the run (so
+ * nothing there needs removing before its answer), and the host's root is unmounted from this
+ * namespace, so no path leads back to it. */
 static void enter_private_root(const struct sandbox_options *o, const struct policy_paths *paths) {
   /* A mount namespace of our own, and nothing we mount propagates back to the host. */
   if (unshare(CLONE_NEWNS) != 0) sandbox_die_errno("unshare(CLONE_NEWNS)");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) sandbox_die_errno("make / private");
 
-  const char *root = o->workdir;
+  char root[PATH_MAX];
+  if (snprintf(root, sizeof root, "%s", o->workdir) >= (int)sizeof root) sandbox_die("path too long: %s", o->workdir);
+  char *slash = strrchr(root, '/');
+  if (slash == root) sandbox_die("--workdir must lie in a directory other than /");
+  *slash = '\0';
   if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=1024,mode=0755") != 0)
     sandbox_die_errno("mount the new root");
 
@@ -256,7 +262,7 @@ static void enter_private_root(const struct sandbox_options *o, const struct pol
   /* /proc: only the pid directories (subset=pid: no /proc/sys, /proc/kcore, ...), and of those
    * only the processes of this run's uid (hidepid=invisible): not the runner, not other runs. */
   char target[PATH_MAX];
-  snprintf(target, sizeof target, "%s/proc", root);
+  if (snprintf(target, sizeof target, "%s/proc", root) >= (int)sizeof target) sandbox_die("path too long: %s", root);
   make_mountpoint(root, target, 1);
   if (mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible,subset=pid") != 0)
     sandbox_die_errno("mount /proc");
@@ -445,6 +451,11 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   if (as_root) set_limit(RLIMIT_NPROC, "RLIMIT_NPROC", o->processes, 0);
   /* The main thread's stack is not part of RLIMIT_DATA: bound it too, whatever the runner's was. */
   set_limit(RLIMIT_STACK, "RLIMIT_STACK", 8 << 20, 0);
+  /* The runner before any run: its answers, timeouts and health checks must not wait for the
+   * CPU a run holds, nor for the kernel taking an ended run apart (nsjail's default is nice 19
+   * too). A run cannot raise it back: the policy has no setpriority. */
+  sandbox_step = "priority";
+  if (setpriority(PRIO_PROCESS, 0, SANDBOX_NICE) != 0) sandbox_die_errno("setpriority");
   sandbox_step = "oom score";
   /* Should memory still run short around us, the kernel's OOM killer takes a run, never the
    * runner: the highest score. Raising it needs no privilege; lowering it again would, and the
@@ -452,19 +463,18 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
   if (oom < 0 || write(oom, "1000", 4) != 4 || close(oom) != 0) sandbox_die_errno("oom_score_adj");
 
-  /* A private, empty working directory. mkdir fails if anything already stands at that path,
-   * so nobody can prepare it (or a symlink in its place) for us. As root it stays root's: the
-   * run sees a tmpfs of its own at that path (below), never the host directory. */
-  sandbox_step = "workdir";
-  if (mkdir(o->workdir, 0700) != 0) sandbox_die("mkdir %s: %s", o->workdir, strerror(errno));
-
   /* As root: the run's own filesystem (mount namespace, read-only binds, its own /proc, a
    * size-limited tmpfs for its directory), while we still have CAP_SYS_ADMIN. Landlock below
    * then applies to this view. Without root there is no mount namespace to be had (a restricted
-   * pod refuses user namespaces): Landlock alone draws the view. */
+   * pod refuses user namespaces): Landlock alone draws the view, and the run's directory is a
+   * private, empty host directory. mkdir fails if anything already stands at that path, so
+   * nobody can prepare it (or a symlink in its place) for us. */
   if (as_root) {
     sandbox_step = "filesystem";
     enter_private_root(o, &paths);
+  } else {
+    sandbox_step = "workdir";
+    if (mkdir(o->workdir, 0700) != 0) sandbox_die("mkdir %s: %s", o->workdir, strerror(errno));
   }
 
   /* no_new_privs before Landlock: without CAP_SYS_ADMIN Landlock requires it, and nothing

@@ -9,13 +9,16 @@
 /* Descriptor 3 carries reports to the runner, a line each: "ready", "sys NNN" for a trapped
  * syscall, "kill NNN" for a call of the dangerous set about to be made, the limit or error an
  * uncaught exception came from ("eperm", "memory", "fsize", "disk", "nofile", "threads"),
- * "exit N" from a Node.js run that ends itself, and the launcher's own failure line. */
+ * "exit N" from a bootstrap that ends its run (then it closes every stream), and the
+ * launcher's own failure line. */
 #define SANDBOX_REPORT_FD 3
 /* The interpreter stays open here until execveat(). It is above the RLIMIT_NOFILE hard limit
  * set by the sequence, so after exec no code can create a descriptor with this number again:
  * the seccomp rule allowing execveat() on it alone can then never match. */
 #define SANDBOX_EXEC_FD 1000
 #define SANDBOX_MAX_LIST 64
+/* Every run's nice value: below the runner's (0), so the runner is never kept waiting. */
+#define SANDBOX_NICE 19
 
 struct sandbox_options {
   const char *policy_dir;

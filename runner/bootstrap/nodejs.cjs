@@ -73,6 +73,15 @@ Object.defineProperty(process, 'emit', {
     const code = process.exitCode ?? 0;
     if (event === 'exit' && !uncaught && Number.isInteger(code)) {
       report(`exit ${code & 0xff}`);
+      // Every connection closed now: the runner answers once it has the report and the end of
+      // every stream, without waiting for the kernel to take the process apart.
+      for (const fd of [0, 1, 2, REPORT_FD]) {
+        try {
+          fs.closeSync(fd);
+        } catch {
+          // already closed by the program
+        }
+      }
       process.kill(process.pid, 'SIGKILL');
     }
     return result;

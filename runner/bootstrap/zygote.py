@@ -158,6 +158,14 @@ def finish(code):
             stream.flush()
         except Exception:
             code = code or 120  # as Python does when the final flush fails
+    # The kernel takes a process apart (its memory, its mount namespace) for milliseconds after
+    # it exits, and tells the zygote only then. The answer need not wait: report the status and
+    # close every connection; seeing both, the runner kills what is left and answers.
+    try:
+        os.write(3, f"exit {code & 0xFF}\n".encode())
+    except OSError:
+        pass
+    os.closerange(0, 4)
     os._exit(code & 0xFF)
 
 

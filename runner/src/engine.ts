@@ -35,9 +35,14 @@ export class Engine {
     const startedAt = process.hrtime.bigint();
     this.metrics.queueWait.observe(Number(startedAt - queuedAt) / 1e9);
     this.metrics.inFlight.inc();
+    // The worker is held until the process has exited and its directory and uid are free,
+    // which may be a little after the answer.
+    let settled: Promise<void> = Promise.resolve();
     try {
       const proc = this.sandboxes.acquire(req.language, req.network);
-      const result = await runRequest(this.runtime, proc, req);
+      const execution = await runRequest(this.runtime, proc, req);
+      settled = execution.settled;
+      const { result } = execution;
       if (result.outcome === 'sandbox_error') this.onSandboxError?.(result.error.trim());
       const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
       this.metrics.duration.observe({ language: req.language }, seconds);
@@ -54,10 +59,12 @@ export class Engine {
       );
       return result;
     } finally {
-      this.sandboxes.replenish(req.language);
-      this.metrics.inFlight.dec();
-      this.releaseWorker();
-      this.admitted--;
+      void settled.finally(() => {
+        this.sandboxes.replenish(req.language);
+        this.metrics.inFlight.dec();
+        this.releaseWorker();
+        this.admitted--;
+      });
     }
   }
 

@@ -1,5 +1,6 @@
 // One request in one sandboxed process: write the request, collect output within the caps,
 // enforce the wall-clock timeout, and explain how it ended in the words of api.md.
+import type { Readable } from 'node:stream';
 import type { Language } from './config.js';
 import { SETUP_FAILED, type Exit, type SandboxProcess } from './process.js';
 import type { Runtime } from './runtime.js';
@@ -71,15 +72,39 @@ class CappedBuffer {
   }
 }
 
+/** A run's answer, and when what it used is given back. */
+export interface Execution {
+  result: ExecutionResult;
+  /** Resolves once the process has exited and its directory and uid are released. */
+  settled: Promise<void>;
+}
+
+/** Resolves once STREAM has delivered everything and ended (or closed). */
+function endOf(stream: Readable): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.readableEnded || stream.destroyed) return resolve();
+    stream.once('end', resolve);
+    stream.once('close', resolve);
+  });
+}
+
+/** The status in the bootstrap's last report line "exit N", if that is the last line. */
+function reportedStatus(reports: string[]): number | undefined {
+  const last = reports.at(-1);
+  return last !== undefined && /^exit \d{1,3}$/.test(last) ? Number(last.slice(5)) : undefined;
+}
+
 /**
- * Runs REQ in PROC, a process that has not served a request, to its end; then removes its
- * directory. Never throws for anything the program does.
+ * Runs REQ in PROC, a process that has not served a request, to its end. Answers as soon as
+ * the program is over and nothing of it can run any more; the process's directory and uid are
+ * released once the kernel confirms its exit (`settled`). Never throws for anything the
+ * program does.
  */
 export async function runRequest(
   runtime: Runtime,
   proc: SandboxProcess,
   req: ExecutionRequest,
-): Promise<ExecutionResult> {
+): Promise<Execution> {
   const { config } = runtime;
   let limitHit: Outcome | undefined;
   const kill = (why: Outcome) => {
@@ -91,8 +116,21 @@ export async function runRequest(
   // Before anything else: a process may end before it is ready, with output.
   let timer: NodeJS.Timeout | undefined;
   let watchdog: Watchdog | undefined;
+  // The bootstraps end a program by reporting "exit N" and closing every stream; the kernel
+  // then takes the process apart (its memory, its mounts) for milliseconds before its exit is
+  // known. The answer does not wait for that: with the report in and every stream ended, the
+  // process is killed (whatever of it is left can run no more code) and its directory removed.
+  let finished: Promise<Exit | undefined> = Promise.resolve(undefined);
   if (await proc.ready) {
     const streams = proc.streams();
+    finished = Promise.all([
+      endOf(streams.stdout),
+      endOf(streams.stderr),
+      endOf(streams.reports),
+    ]).then(() => {
+      const code = limitHit === undefined ? reportedStatus(proc.reportLog) : undefined;
+      return code === undefined ? undefined : { code, signal: null };
+    });
     streams.stdout.on('data', (c: Buffer) => stdout.push(c)).resume();
     streams.stderr.on('data', (c: Buffer) => stderr.push(c)).resume();
     timer = setTimeout(() => kill('timeout'), config.workerTimeoutSeconds * 1000);
@@ -109,7 +147,15 @@ export async function runRequest(
   } else {
     proc.kill();
   }
-  const exit = await proc.ended;
+  const { exit, early } = await Promise.race([
+    proc.ended.then((e) => ({ exit: e, early: false })),
+    finished.then((reported) =>
+      reported === undefined
+        ? proc.ended.then((e) => ({ exit: e, early: false }))
+        : { exit: reported, early: true },
+    ),
+  ]);
+  if (early) proc.kill();
   clearTimeout(timer);
   watchdog?.stop();
   // Without root the directory is only sampled: look once more at what the run left, so that a
@@ -122,7 +168,15 @@ export async function runRequest(
     )
       limitHit = 'disk_limit';
   }
-  await runtime.release(proc.id);
+  let settled: Promise<void>;
+  if (early) {
+    // Nothing of the program is left to write there; the uid waits for the confirmed exit.
+    await runtime.removeDirectory(proc.id);
+    settled = proc.ended.then(() => runtime.release(proc.id));
+  } else {
+    await runtime.release(proc.id);
+    settled = Promise.resolve();
+  }
   const result = explain({
     ...selfKilled(exit, limitHit, proc.reportLog),
     limitHit,
@@ -132,7 +186,7 @@ export async function runRequest(
     network: req.network,
     cpuSeconds: watchdog?.cpuSeconds ?? 0,
   });
-  return { ...result, stdout: stdout.text() };
+  return { result: { ...result, stdout: stdout.text() }, settled };
 }
 
 /**

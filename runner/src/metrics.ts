@@ -12,7 +12,7 @@ export class RunnerMetrics {
   });
   readonly duration = new Histogram({
     name: 'sandbox_execution_duration_seconds',
-    help: 'Wall-clock time of one run in its sandboxed interpreter, from taking the interpreter to its exit, by language.',
+    help: 'Wall-clock time of one run in its sandboxed interpreter, from taking the interpreter to its answer, by language.',
     labelNames: ['language'] as const,
     buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
@@ -30,7 +30,7 @@ export class RunnerMetrics {
   });
   readonly inFlight = new Gauge({
     name: 'sandbox_executions_in_flight',
-    help: 'Runs executing right now.',
+    help: 'Runs executing right now (from taking a worker until the process has exited and is cleaned up).',
     registers: [this.registry],
   });
   readonly rejected = new Counter({

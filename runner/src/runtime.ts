@@ -216,9 +216,17 @@ export class Runtime {
     };
   }
 
+  /**
+   * Removes the process's directory: without root the run's files are in it. As root there is
+   * none on the host (the run's directory was a tmpfs of its own mount namespace).
+   */
+  async removeDirectory(id: SandboxIdentity): Promise<void> {
+    if (!this.asRoot) await removeTree(id.workdir).catch(() => undefined);
+  }
+
   /** Removes the process's directory and frees its uid; call once it has exited. */
   async release(id: SandboxIdentity): Promise<void> {
-    await removeTree(id.workdir).catch(() => undefined);
+    await this.removeDirectory(id);
     if (id.uid !== undefined) this.uids.give(id.uid);
   }
 

@@ -170,7 +170,12 @@ describe('backpressure', () => {
       const slow = { language: 'python3', code: 'import time; time.sleep(1.5); print("slow")' };
       const first = small.post(slow);
       const second = small.post(slow);
-      await new Promise((r) => setTimeout(r, 300));
+      // Both admitted: one runs, one waits for the worker.
+      const queued = async () =>
+        /^sandbox_queue_depth 1$/m.test(await (await fetch(`${small.url}/metrics`)).text());
+      const deadline = Date.now() + 1000;
+      while (!(await queued()) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
       const third = await small.post({ language: 'python3', code: 'print(3)' });
       expect(third.status).toBe(503);
       expect(third.body).toEqual({ code: -503, message: 'Too many requests', data: null });

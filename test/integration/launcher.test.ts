@@ -83,13 +83,39 @@ describe('sandbox-launcher', () => {
     expect(r.stderr).toMatch(message);
   });
 
-  it('refuses to reuse an existing working directory', () => {
+  it.runIf(!AS_ROOT)('without root, refuses to reuse an existing working directory', () => {
     const workdir = path.join(mkdtempSync(path.join(os.tmpdir(), 'sbp-launcher-')), 'run');
     mkdirSync(workdir);
     const r = launch(POLICY_SOURCE, 'python3', 'print(1)', { workdir });
     expect(r.status).toBe(125);
     expect(r.stderr).toMatch(/^sandbox-launcher: workdir: mkdir .*File exists/);
   });
+
+  it.runIf(AS_ROOT)(
+    'as root, creates nothing on the host and never shows the host directory to the run',
+    () => {
+      const parent = mkdtempSync(path.join(os.tmpdir(), 'sbp-launcher-'));
+      const planted = path.join(parent, 'planted');
+      mkdirSync(planted);
+      writeFileSync(path.join(planted, 'secret'), 'host file');
+      writeFileSync(path.join(parent, 'sibling'), 'host file');
+      const r = launch(
+        POLICY_SOURCE,
+        'python3',
+        'import os\nprint(os.listdir("."), os.getcwd())\nprint(os.path.exists(os.path.join("..", "sibling")))',
+        { workdir: planted },
+      );
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      // Its own empty tmpfs at that path: nothing of the host's directory or its neighbours.
+      expect(r.stdout).toBe(`[] ${planted}\nFalse\n`);
+      const fresh = path.join(parent, 'fresh');
+      expect(
+        launch(POLICY_SOURCE, 'python3', 'open("f", "w").write("x")', { workdir: fresh }).status,
+      ).toBe(0);
+      expect(readdirSync(parent).sort()).toEqual(['planted', 'sibling']);
+    },
+  );
 
   it.runIf(AS_ROOT)('as root, refuses to run without a uid to drop to', () => {
     const r = launch(POLICY_SOURCE, 'python3', 'print(1)', { ids: false });

@@ -1,15 +1,20 @@
 // S10: outlive the run: daemon threads, background tasks, orphaned children. Each program says
-// "PID <pid> CWD <dir>" first; once the answer is in, that process and its directory are gone.
+// "PID <pid> CWD <dir>" first; once the answer is in, that process can run no more code (it is
+// gone, or killed: the kernel may still be taking it apart), its directory is gone, and soon
+// the process too.
 import { existsSync } from 'node:fs';
 import { expect } from 'vitest';
+import { processState, waitGone } from '../../support/processes.js';
 import type { RunData } from '../../support/runner.js';
 import type { Attack, Context } from './types.js';
 
-function goneAfterwards(_c: Context, data: RunData): void {
+async function goneAfterwards(_c: Context, data: RunData): Promise<void> {
   const m = /PID (\d+) CWD (\S+)/.exec(data.stdout);
   expect(m, `no PID line in ${JSON.stringify(data)}`).not.toBeNull();
-  expect(existsSync(`/proc/${m![1]}`), `process ${m![1]} still exists`).toBe(false);
+  const pid = m![1]!;
+  expect(processState(pid), `process ${pid} still runs`).not.toBe('alive');
   expect(existsSync(m![2]!), `${m![2]} still exists`).toBe(false);
+  expect(await waitGone(pid), `process ${pid} not gone 5 s after the answer`).toBe(true);
 }
 
 const PY =
@@ -65,7 +70,21 @@ export const attacks: Attack[] = [
     expect: done,
     after: goneAfterwards,
   },
+  {
+    name: 'fakes the end of the run (an exit report, streams closed) and keeps running',
+    language: 'python3',
+    code: `${PY}print("BLOCKED", flush=True)\nos.write(3, b"exit 0\\n")\nos.closerange(0, 4)\nwhile True:\n    time.sleep(0.01)`,
+    expect: done,
+    after: goneAfterwards,
+  },
   // Node.js
+  {
+    name: 'fakes the end of the run (an exit report, streams closed) and keeps running',
+    language: 'nodejs',
+    code: `${JS}console.log('BLOCKED'); fs.writeSync(3, 'exit 0\\n'); for (const fd of [0, 1, 2, 3]) fs.closeSync(fd); setInterval(() => {}, 10)`,
+    expect: done,
+    after: goneAfterwards,
+  },
   {
     name: 'an interval, then process.exit',
     language: 'nodejs',

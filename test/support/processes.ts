@@ -1,0 +1,42 @@
+// Whether a process of a run can still run code, read from /proc by the tests.
+import { readFileSync } from 'node:fs';
+
+const PF_EXITING = 0x4;
+const SIGKILL_BIT = 1n << 8n;
+
+/**
+ * How process PID stands: gone; dying (exiting, a zombie, or SIGKILL pending: it runs no more
+ * code of its own while the kernel takes it apart); or alive.
+ */
+export function processState(pid: number | string): 'gone' | 'dying' | 'alive' {
+  let stat: string;
+  let status: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return 'gone';
+  }
+  // After "(comm) ": state, ppid, pgrp, session, tty_nr, tpgid, flags.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const pending = [...status.matchAll(/^(SigPnd|ShdPnd):\s*([0-9a-f]+)$/gm)].reduce(
+    (bits, m) => bits | BigInt(`0x${m[2]}`),
+    0n,
+  );
+  const dying =
+    fields[0] === 'Z' ||
+    fields[0] === 'X' ||
+    (Number(fields[6]) & PF_EXITING) !== 0 ||
+    (pending & SIGKILL_BIT) !== 0n;
+  return dying ? 'dying' : 'alive';
+}
+
+/** Waits until process PID is gone; false when it is still there after TIMEOUT_MS. */
+export async function waitGone(pid: number | string, timeoutMs = 5000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (processState(pid) !== 'gone') {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return true;
+}
