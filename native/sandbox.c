@@ -8,6 +8,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <sched.h>
+#include <signal.h>
 #include <linux/capability.h>
 #include <seccomp.h>
 #include <stdarg.h>
@@ -417,6 +418,7 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   struct policy_paths paths;
   memset(&paths, 0, sizeof paths);
   const int as_root = geteuid() == 0;
+  const pid_t parent = getppid();
   /* Checked first: as root, every later step assumes a uid and gid to drop to. */
   sandbox_step = "privileges";
   if (as_root && (o->uid <= 0 || o->gid <= 0)) sandbox_die("running as root requires a non-zero --uid and --gid");
@@ -502,6 +504,13 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
     sandbox_die("--uid/--gid need root; the runner is not root");
   }
   drop_capabilities();
+
+  /* Dies with the process that started it (the runner, or the Python zygote): a run must not
+   * outlive what would end it and give its uid back. Set after the uid change, which clears
+   * it; should that process be gone already, stop here. */
+  sandbox_step = "parent";
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) sandbox_die_errno("prctl(PR_SET_PDEATHSIG)");
+  if (getppid() != parent) sandbox_die("the process that started the run is gone");
 
   /* Into the run's directory as the run itself: as root its tmpfs (mode 0700) admits only the
    * run's uid, without needing CAP_DAC_OVERRIDE to get in. */

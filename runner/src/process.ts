@@ -203,6 +203,8 @@ export class Zygote {
   private server?: net.Server;
   private readonly socketPath: string;
   private readonly children = new Map<string, ZygoteChild>();
+  /** Every connection of a child, so that stop() can close them (the server waits for them). */
+  private readonly connections = new Set<net.Socket>();
   private alive = false;
   private stopping = false;
 
@@ -309,6 +311,8 @@ export class Zygote {
 
   /** A connection from a child: "<token> <stream>\n", then the stream itself. */
   private accept(socket: net.Socket): void {
+    this.connections.add(socket);
+    socket.once('close', () => this.connections.delete(socket));
     socket.on('error', () => socket.destroy());
     let hello = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
@@ -361,6 +365,9 @@ export class Zygote {
     this.process?.stdin?.end();
     this.process?.kill('SIGTERM');
     const server = this.server;
-    if (server !== undefined) await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (server === undefined) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of this.connections) socket.destroy();
+    await closed;
   }
 }

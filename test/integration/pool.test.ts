@@ -2,7 +2,7 @@
 // nothing a run leaves behind (globals, modules, files, environment) reaches the next one.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { documentedMetrics } from '../support/metrics-docs.js';
-import { processState, waitGone } from '../support/processes.js';
+import { childrenOf, commandLine, processState, waitGone } from '../support/processes.js';
 import { startTestRunner, type TestRunner } from '../support/runner.js';
 
 let t: TestRunner;
@@ -119,6 +119,30 @@ describe('warm pools', () => {
 });
 
 describe('/metrics', () => {
+  it('when the Python zygote dies, its waiting interpreters die with it, and the runner still stops', async () => {
+    const other = await startTestRunner({ SANDBOX_WARM_PYTHON3: '2', SANDBOX_WARM_NODEJS: '1' });
+    let closed = false;
+    try {
+      // Its own zygote (in root mode every test runner is a child of this process).
+      const zygote = childrenOf(other.pid).find((pid) =>
+        commandLine(pid).includes(`${other.config.workDir}/runtime/zygote.py`),
+      );
+      expect(zygote).toBeDefined();
+      const waiting = childrenOf(zygote!);
+      // Two Python children and one Node.js launched through it (and any still starting).
+      expect(waiting.length).toBeGreaterThanOrEqual(3);
+      process.kill(zygote!, 'SIGKILL');
+      for (const pid of waiting) expect(await waitGone(pid), `pooled process ${pid}`).toBe(true);
+      await Promise.race([
+        other.close().then(() => (closed = true)),
+        new Promise((r) => setTimeout(r, 10_000)),
+      ]);
+      expect(closed, 'the runner did not stop within 10 s').toBe(true);
+    } finally {
+      if (!closed) await other.close();
+    }
+  });
+
   it('exposes every metric of the README with its documented type', async () => {
     const text = await (await fetch(`${t.url}/metrics`)).text();
     const documented = documentedMetrics('runner-metrics');

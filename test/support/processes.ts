@@ -1,5 +1,5 @@
 // Whether a process of a run can still run code, read from /proc by the tests.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const PF_EXITING = 0x4;
 const SIGKILL_BIT = 1n << 8n;
@@ -39,4 +39,29 @@ export async function waitGone(pid: number | string, timeoutMs = 5000): Promise<
     await new Promise((r) => setTimeout(r, 10));
   }
   return true;
+}
+
+/** The process ids whose parent is PID (from /proc/N/stat). */
+export function childrenOf(pid: number): number[] {
+  const children: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid)
+        children.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return children;
+}
+
+/** The command line of process PID ('' once it is gone). */
+export function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return '';
+  }
 }
