@@ -453,11 +453,6 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   if (as_root) set_limit(RLIMIT_NPROC, "RLIMIT_NPROC", o->processes, 0);
   /* The main thread's stack is not part of RLIMIT_DATA: bound it too, whatever the runner's was. */
   set_limit(RLIMIT_STACK, "RLIMIT_STACK", 8 << 20, 0);
-  /* The runner before any run: its answers, timeouts and health checks must not wait for the
-   * CPU a run holds, nor for the kernel taking an ended run apart (nsjail's default is nice 19
-   * too). A run cannot raise it back: the policy has no setpriority. */
-  sandbox_step = "priority";
-  if (setpriority(PRIO_PROCESS, 0, SANDBOX_NICE) != 0) sandbox_die_errno("setpriority");
   sandbox_step = "oom score";
   /* Should memory still run short around us, the kernel's OOM killer takes a run, never the
    * runner: the highest score. Raising it needs no privilege; lowering it again would, and the

@@ -17,8 +17,6 @@
  * the seccomp rule allowing execveat() on it alone can then never match. */
 #define SANDBOX_EXEC_FD 1000
 #define SANDBOX_MAX_LIST 64
-/* Every run's nice value: below the runner's (0), so the runner is never kept waiting. */
-#define SANDBOX_NICE 19
 
 struct sandbox_options {
   const char *policy_dir;

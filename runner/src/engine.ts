@@ -35,8 +35,8 @@ export class Engine {
     const startedAt = process.hrtime.bigint();
     this.metrics.queueWait.observe(Number(startedAt - queuedAt) / 1e9);
     this.metrics.inFlight.inc();
-    // The worker is held until the process has exited and its directory and uid are free,
-    // which may be a little after the answer.
+    // The request counts against MAX_REQUESTS until its answer; the worker is held until the
+    // process has exited and its uid is free, which may be a little after the answer.
     let settled: Promise<void> = Promise.resolve();
     try {
       const proc = this.sandboxes.acquire(req.language, req.network);
@@ -59,11 +59,11 @@ export class Engine {
       );
       return result;
     } finally {
+      this.admitted--;
       void settled.finally(() => {
         this.sandboxes.replenish(req.language);
         this.metrics.inFlight.dec();
         this.releaseWorker();
-        this.admitted--;
       });
     }
   }

@@ -62,6 +62,14 @@ describe('warm pools', () => {
     expect(js.stdout).toBe('got it\n');
   });
 
+  it('a run may lower its own priority to nice 19 (what an ended Python run does for its teardown)', async () => {
+    const data = await t.run(
+      'python3',
+      'import os\nos.setpriority(os.PRIO_PROCESS, 0, 19)\nprint(os.getpriority(os.PRIO_PROCESS, 0))',
+    );
+    expect(data.stdout).toBe('19\n');
+  });
+
   it('a python3 run sees nothing of the previous one', async () => {
     const dirty = await t.run(
       'python3',

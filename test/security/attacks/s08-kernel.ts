@@ -88,4 +88,23 @@ export const attacks: Attack[] = [
     code: "require('os').setPriority(-20); console.log('ESCAPED')",
     expect: { kind: 'denied', syscall: 'setpriority' },
   },
+  // A run may only lower its own priority to nice 19 (zygote.py does, once the run has ended).
+  {
+    name: 'raises its own priority (setpriority)',
+    language: 'python3',
+    code: 'import os\nos.setpriority(os.PRIO_PROCESS, 0, -5)\nprint("ESCAPED")',
+    expect: { kind: 'denied', syscall: 'setpriority' },
+  },
+  {
+    name: "lowers the runner's priority (setpriority of its parent)",
+    language: 'python3',
+    code: 'import os\nos.setpriority(os.PRIO_PROCESS, os.getppid(), 19)\nprint("ESCAPED")',
+    expect: { kind: 'denied', syscall: 'setpriority' },
+  },
+  {
+    name: "lowers the priority of every process of its uid (PRIO_USER: the runner's, without root)",
+    language: 'python3',
+    code: 'import os\nos.setpriority(os.PRIO_USER, 0, 19)\nprint("ESCAPED")',
+    expect: { kind: 'denied', syscall: 'setpriority' },
+  },
 ];
