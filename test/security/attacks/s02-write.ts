@@ -23,12 +23,19 @@ function bootstrapIntact(c: Context): void {
   // An append shows at the end: each file still ends as it was written.
   const lastLine = {
     'python3.py': '    main()\n',
-    'nodejs.cjs': "run(request.code, 'code.js');\n",
+    'nodejs.cjs': 'else main(2);\n',
   };
   for (const dir of [path.join(c.workDir, 'runtime'), path.join(c.repoRoot, 'runner/bootstrap')])
     for (const [file, text] of Object.entries(lastLine))
       if (existsSync(path.join(dir, file)))
         expect(readFileSync(path.join(dir, file), 'utf8').endsWith(text), file).toBe(true);
+}
+
+/** The Node.js startup snapshot, where the runner built it (as root), is unchanged. */
+function snapshotIntact(c: Context): void {
+  const blob = path.join(c.workDir, 'runtime', 'nodejs.blob');
+  if (existsSync(blob))
+    expect(readFileSync(blob).subarray(0, 5).toString('latin1')).not.toBe('pwned');
 }
 
 /** The runner's directories and installed files keep their modes. */
@@ -94,6 +101,17 @@ export const attacks: Attack[] = [
       ),
     expect: { kind: 'blocked' },
     after: bootstrapIntact,
+  },
+  {
+    // As root the runner builds a V8 startup snapshot every Node.js run starts from.
+    name: 'overwrites the Node.js startup snapshot',
+    language: 'python3',
+    code: (c) =>
+      pyTry(
+        `import glob\nfiles = glob.glob(${q(`${c.workDir}/runtime/*.blob`)})\nfor f in files:\n    open(f, "r+b").write(b"pwned")\nif not files:\n    raise PermissionError("no snapshot here")`,
+      ),
+    expect: { kind: 'blocked' },
+    after: snapshotIntact,
   },
   {
     name: 'creates a directory beside its own, in the runs directory',
