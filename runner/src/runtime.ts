@@ -66,10 +66,10 @@ export class Runtime {
   readonly library: string;
   readonly bootstrapDir: string;
   /**
-   * As root: a V8 startup snapshot of nodejs.cjs, built by prepare() with the flags every
-   * Node.js run gets (V8 refuses a snapshot built with others). Without root it would be a file
-   * of the runs' own uid, like everything the runner writes: Node.js runs then start from the
-   * script.
+   * A V8 startup snapshot of nodejs.cjs, built by prepare() with the flags every Node.js run
+   * gets (V8 refuses a snapshot built with others), in the runtime directory. Runs only read it:
+   * without root it has their uid, like the policy copies beside it, and, like them, Landlock
+   * keeps it read-only to them and the policy refuses their mode changes.
    */
   nodeSnapshot?: string;
   /** Problems found by prepare() that weaken isolation without stopping it (logged at start). */
@@ -131,7 +131,7 @@ export class Runtime {
     });
     for (const name of await fs.readdir(this.runtimeDir, { recursive: true }))
       await fs.chmod(path.join(this.runtimeDir, name), name.includes('.') ? 0o644 : 0o755);
-    if (this.asRoot) await this.buildNodeSnapshot();
+    await this.buildNodeSnapshot();
 
     const table = JSON.parse(
       await fs.readFile(path.join(NATIVE_BUILD, 'syscalls.json'), 'utf8'),
@@ -214,6 +214,8 @@ export class Runtime {
         if (arg === '--read' && args[i + 1] !== undefined) granted.add(args[i + 1]!);
       });
     }
+    // The snapshot is the runner's by construction (see nodeSnapshot).
+    if (this.nodeSnapshot !== undefined) granted.delete(this.nodeSnapshot);
     for (const file of granted) {
       const st = await fs.stat(file).catch(() => undefined);
       if (st?.uid === uid)
@@ -340,6 +342,9 @@ export class Runtime {
       '--read', this.library,
       // Without root the proxy agents are read where they were built (see nodejs.cjs).
       ...(this.asRoot ? [] : ['--read', BUNDLES]),
+      ...(id.language === 'nodejs' && this.nodeSnapshot !== undefined
+        ? ['--read', this.nodeSnapshot]
+        : []),
       '--read', this.prefixes.get(id.language) ?? '/usr',
       '--landlock', config.landlock,
       '--env', `LD_PRELOAD=${this.library}`,

@@ -98,6 +98,14 @@ describe('the container', () => {
     expect(Number(status.Seccomp_filters)).toBeGreaterThanOrEqual(2);
   });
 
+  it('Node.js runs start from the startup snapshot the runner built at start', async () => {
+    const data = await client.run(
+      'nodejs',
+      "console.log(require('fs').readFileSync('/proc/self/cmdline', 'latin1').split('\\0').join(' '))",
+    );
+    expect(data.stdout).toMatch(/ --snapshot-blob \/tmp\/sandboxpool\/runtime\/nodejs\.blob /);
+  });
+
   it('the pod profile also confines what runs outside the sandboxes', async () => {
     // personality(0xffffffff) only asks; Docker's default profile allows it, ours (which leaves
     // the dangerous set out) does not.
