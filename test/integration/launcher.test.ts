@@ -1,6 +1,13 @@
 // The launcher on its own, and the runner when the sandbox cannot be set up: fail closed.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, readdirSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdtempSync,
+  mkdirSync,
+  writeFileSync,
+  copyFileSync,
+  readdirSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -18,12 +25,17 @@ function launch(
   {
     workdir = path.join(mkdtempSync(path.join(os.tmpdir(), 'sbp-launcher-')), 'run'),
     ids = AS_ROOT,
+    // Started as this uid (through setpriv, from root): the launcher as a runner without root.
+    user = undefined as number | undefined,
   } = {},
 ) {
   const idArgs = ids ? ['--uid', '60999', '--gid', '60999'] : [];
+  const asUser =
+    user === undefined ? [] : ['--reuid', String(user), '--regid', String(user), '--clear-groups'];
   return spawnSync(
-    LAUNCHER,
+    user === undefined ? LAUNCHER : 'setpriv',
     [
+      ...(user === undefined ? [] : [...asUser, LAUNCHER]),
       '--policy-dir',
       policyDir,
       '--policy',
@@ -83,10 +95,16 @@ describe('sandbox-launcher', () => {
     expect(r.stderr).toMatch(message);
   });
 
-  it.runIf(!AS_ROOT)('without root, refuses to reuse an existing working directory', () => {
-    const workdir = path.join(mkdtempSync(path.join(os.tmpdir(), 'sbp-launcher-')), 'run');
+  it('without root, refuses to reuse an existing working directory', () => {
+    const parent = mkdtempSync(path.join(os.tmpdir(), 'sbp-launcher-'));
+    chmodSync(parent, 0o755); // reachable by the uid below
+    const workdir = path.join(parent, 'run');
     mkdirSync(workdir);
-    const r = launch(POLICY_SOURCE, 'python3', 'print(1)', { workdir });
+    const r = launch(POLICY_SOURCE, 'python3', 'print(1)', {
+      workdir,
+      ids: false,
+      user: AS_ROOT ? 60997 : undefined,
+    });
     expect(r.status).toBe(125);
     expect(r.stderr).toMatch(/^sandbox-launcher: workdir: mkdir .*File exists/);
   });
