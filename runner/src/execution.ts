@@ -88,10 +88,9 @@ function endOf(stream: Readable): Promise<void> {
   });
 }
 
-/** The status in the bootstrap's last report line "exit N", if that is the last line. */
-function reportedStatus(reports: string[]): number | undefined {
-  const last = reports.at(-1);
-  return last !== undefined && /^exit \d{1,3}$/.test(last) ? Number(last.slice(5)) : undefined;
+/** N of a bootstrap's report line "exit N", or undefined for any other line. */
+function exitReport(line: string | undefined): number | undefined {
+  return line !== undefined && /^exit \d{1,3}$/.test(line) ? Number(line.slice(5)) : undefined;
 }
 
 /**
@@ -128,7 +127,7 @@ export async function runRequest(
       endOf(streams.stderr),
       endOf(streams.reports),
     ]).then(() => {
-      const code = limitHit === undefined ? reportedStatus(proc.reportLog) : undefined;
+      const code = limitHit === undefined ? exitReport(proc.reportLog.at(-1)) : undefined;
       return code === undefined ? undefined : { code, signal: null };
     });
     streams.stdout.on('data', (c: Buffer) => stdout.push(c)).resume();
@@ -196,8 +195,8 @@ export async function runRequest(
  */
 function selfKilled(exit: Exit, limitHit: Outcome | undefined, reports: string[]): Exit {
   if (exit.signal !== 'SIGKILL' || limitHit !== undefined) return exit;
-  const reported = reports.findLast((l) => /^exit \d{1,3}$/.test(l));
-  return reported === undefined ? exit : { code: Number(reported.slice(5)), signal: null };
+  const code = exitReport(reports.findLast((l) => exitReport(l) !== undefined));
+  return code === undefined ? exit : { code, signal: null };
 }
 
 const NETWORK_SYSCALLS = new Set([

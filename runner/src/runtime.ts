@@ -72,7 +72,10 @@ export class Runtime {
    * keeps it read-only to them and the policy refuses their mode changes.
    */
   nodeSnapshot?: string;
-  /** Problems found by prepare() that weaken isolation without stopping it (logged at start). */
+  /**
+   * Problems found by prepare() that do not stop the runner (logged at start): weaker isolation,
+   * or Node.js runs starting without the snapshot.
+   */
   readonly warnings: string[] = [];
   private readonly syscallNames = new Map<number, string>();
   /** Per language, the installation prefix of its interpreter (readable in the sandbox). */
