@@ -87,7 +87,7 @@ export async function runCell(
     });
     into.load1.push(Math.round(os.loadavg()[0]! * 100) / 100);
     const sampler = pid === null ? null : new RssSampler(pid, o.rssIntervalMs);
-    sampler?.start();
+    await sampler?.start();
     const t0 = performance.now();
     const deadline = Date.now() + o.maxSeconds * 1000;
     const sent = await pool(

@@ -1,7 +1,12 @@
 // Resident memory of a server and all its descendants, sampled from /proc (Linux only).
-// The kernel here has no /proc/<pid>/task/<tid>/children, so each sample walks /proc/*/stat;
-// reads are asynchronous so that sampling does not stall the event loop that times requests.
+// The kernel here has no /proc/<pid>/task/<tid>/children, so each sample walks /proc/*/stat.
+// During a cell the walk runs in a process of its own (rss-sampler.ts) with synchronous reads and without Pss: an
+// asynchronous walk with Pss on the timing thread cost ~40 ms of CPU per sample here (a third
+// of a core at 100 ms), taken from the very server being measured, and delayed the responses
+// it was timing. Pss (smaps_rollup walks every page table) is read once, at idle.
+import { readdirSync, readFileSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
+import { fork, type ChildProcess } from 'node:child_process';
 
 export interface RssSample {
   /** VmRSS of the server process, KiB. */
@@ -66,15 +71,28 @@ function vmRssKiB(status: string): number {
   return m?.[1] === undefined ? 0 : Number(m[1]);
 }
 
-/** One sample of the process tree rooted at pid, or null if pid is gone. */
-export async function sampleTree(pid: number): Promise<RssSample | null> {
+function readTextSync(path: string): string | null {
+  try {
+    return readFileSync(path, 'latin1');
+  } catch {
+    return null; // the process ended between listing and reading
+  }
+}
+
+/**
+ * One sample of the process tree rooted at pid, or null if pid is gone. Synchronous: a walk
+ * takes a few milliseconds, so call it where blocking does not matter (at idle, or in the
+ * sampler's process). Pss only when asked (totalPssKiB is null otherwise).
+ */
+export function sampleTree(pid: number, withPss: boolean): RssSample | null {
   const parent = new Map<number, number>();
-  for (const p of await numericDirs()) {
-    const stat = await readText(`/proc/${p}/stat`);
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const stat = readTextSync(`/proc/${name}/stat`);
     if (stat === null) continue;
     // pid (comm) state ppid ...; comm may contain spaces and parentheses
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    parent.set(p, Number(rest[1]));
+    parent.set(Number(name), Number(rest[1]));
   }
   if (!parent.has(pid)) return null;
   const tree = new Set<number>([pid]);
@@ -88,26 +106,33 @@ export async function sampleTree(pid: number): Promise<RssSample | null> {
   }
   let serverKiB = 0;
   let totalKiB = 0;
-  let totalPssKiB: number | null = 0;
+  let totalPssKiB: number | null = withPss ? 0 : null;
   let processes = 0;
   for (const p of tree) {
-    const status = await readText(`/proc/${p}/status`);
+    const status = readTextSync(`/proc/${p}/status`);
     if (status === null) continue;
     const kib = vmRssKiB(status);
     if (p === pid) serverKiB = kib;
     totalKiB += kib;
     processes++;
-    const pss = /^Pss:\s+(\d+)\s+kB/m.exec((await readText(`/proc/${p}/smaps_rollup`)) ?? '');
-    totalPssKiB =
-      pss?.[1] === undefined || totalPssKiB === null ? null : totalPssKiB + Number(pss[1]);
+    if (totalPssKiB === null) continue;
+    const pss = /^Pss:\s+(\d+)\s+kB/m.exec(readTextSync(`/proc/${p}/smaps_rollup`) ?? '');
+    totalPssKiB = pss?.[1] === undefined ? null : totalPssKiB + Number(pss[1]);
   }
   return { serverKiB, totalKiB, totalPssKiB, processes };
 }
 
-/** Samples a process tree every intervalMs until stopped; keeps the peaks. */
+/** The peaks a sampler saw (rss-sampler.ts sends them when told to stop). */
+export interface RssPeaks {
+  serverKiB: number;
+  totalKiB: number;
+  processes: number;
+  samples: number;
+}
+
+/** Samples a process tree every intervalMs, in a process of its own, until stopped; keeps the peaks. */
 export class RssSampler {
-  private timer: NodeJS.Timeout | null = null;
-  private busy = false;
+  private sampler: ChildProcess | null = null;
   peakServerKiB = 0;
   peakTotalKiB = 0;
   peakProcesses = 0;
@@ -118,30 +143,34 @@ export class RssSampler {
     private readonly intervalMs: number,
   ) {}
 
-  start(): void {
-    const tick = () => {
-      if (this.busy) return; // a slow walk is not stacked on another
-      this.busy = true;
-      void sampleTree(this.pid)
-        .then((s) => {
-          if (s === null) return;
-          this.samples++;
-          this.peakServerKiB = Math.max(this.peakServerKiB, s.serverKiB);
-          this.peakTotalKiB = Math.max(this.peakTotalKiB, s.totalKiB);
-          this.peakProcesses = Math.max(this.peakProcesses, s.processes);
-        })
-        .finally(() => {
-          this.busy = false;
-        });
-    };
-    tick();
-    this.timer = setInterval(tick, this.intervalMs);
+  /** Resolves once the sampler has taken its first sample (its start-up is not in a cell). */
+  async start(): Promise<void> {
+    // fork() passes on tsx's loader (process.execArgv), which a worker thread would not get.
+    const sampler = fork(
+      new URL('./rss-sampler.ts', import.meta.url),
+      [String(this.pid), String(this.intervalMs)],
+      { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] },
+    );
+    this.sampler = sampler;
+    await new Promise<void>((resolve, reject) => {
+      sampler.once('message', () => resolve());
+      sampler.once('error', reject);
+      sampler.once('exit', (code) => reject(new Error(`the RSS sampler exited with ${code}`)));
+    });
   }
 
   async stop(): Promise<void> {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
-    // let an in-flight walk finish so its sample counts; bounded by 50 waits of 10 ms
-    for (let i = 0; i < 50 && this.busy; i++) await new Promise((r) => setTimeout(r, 10));
+    const sampler = this.sampler;
+    if (sampler === null) return;
+    this.sampler = null;
+    const peaks = await new Promise<RssPeaks>((resolve, reject) => {
+      sampler.once('message', (m) => resolve(m as RssPeaks));
+      sampler.once('exit', (code) => reject(new Error(`the RSS sampler exited with ${code}`)));
+      sampler.send('stop');
+    }).finally(() => sampler.kill());
+    this.peakServerKiB = peaks.serverKiB;
+    this.peakTotalKiB = peaks.totalKiB;
+    this.peakProcesses = peaks.processes;
+    this.samples = peaks.samples;
   }
 }

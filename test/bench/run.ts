@@ -156,7 +156,7 @@ async function main(): Promise<void> {
     if (t === null) continue;
     const pid = rssIntervalMs === 0 ? null : await pidOf(t, given);
     pids.set(t.name, pid);
-    const s = pid === null ? null : await sampleTree(pid);
+    const s = pid === null ? null : sampleTree(pid, true);
     idle[t.name] = {
       pid,
       idleRssMiB: s === null ? null : Math.round((s.totalKiB / 1024) * 10) / 10,
