@@ -4,13 +4,15 @@
  *                    [--uid N --gid N] [--memory-bytes N] [--cpu-seconds N] [--file-bytes N]
  *                    [--open-files N] [--processes N] [--disk-bytes N] [--disk-files N]
  *                    [--read PATH]... [--env K=V]...
- *                    [--network] [--landlock required|optional] -- INTERPRETER [ARG]...
+ *                    [--network] [--landlock required|optional] [--parent PID]
+ *                    -- INTERPRETER [ARG]...
  *   sandbox-launcher --probe
  *
  * Every step is checked; any failure ends the launcher with exit status 125 and a line
  * "sandbox-launcher: STEP: REASON" on stderr and on the report descriptor (3), before a single
  * byte of user code can run. The runner feeds the code to the interpreter on stdin only after
- * the interpreter reported "ready" from inside the sandbox.
+ * the interpreter reported "ready" from inside the sandbox. --parent names the process the run
+ * must be a child of (it dies with it); without it, the parent the launcher starts with.
  */
 #define _GNU_SOURCE
 #include <errno.h>

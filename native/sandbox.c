@@ -91,6 +91,11 @@ void sandbox_parse_args(int argc, char **argv, struct sandbox_options *o, int wa
     else if (strcmp(a, "--read") == 0 && o->n_read < SANDBOX_MAX_LIST) o->read[o->n_read++] = v;
     else if (strcmp(a, "--env") == 0 && o->n_env < SANDBOX_MAX_LIST) o->env[o->n_env++] = v;
     else if (strcmp(a, "--landlock") == 0) o->landlock_required = strcmp(v, "optional") != 0;
+    else if (strcmp(a, "--parent") == 0) {
+      rlim_t pid = parse_limit(v);
+      if (pid == 0 || pid > INT_MAX) sandbox_die("--parent needs a process id, got '%s'", v);
+      o->parent = (pid_t)pid;
+    }
     else sandbox_die("unknown or repeated option %s", a);
   }
   if (want_interpreter && i >= argc) sandbox_die("no interpreter after --");
@@ -418,7 +423,9 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   struct policy_paths paths;
   memset(&paths, 0, sizeof paths);
   const int as_root = geteuid() == 0;
-  const pid_t parent = getppid();
+  /* Named by the caller where it can be: a process orphaned before this point has a new parent
+   * already, which PR_SET_PDEATHSIG below would then watch instead of the one that started it. */
+  const pid_t parent = o->parent > 0 ? o->parent : getppid();
   /* Checked first: as root, every later step assumes a uid and gid to drop to. */
   sandbox_step = "privileges";
   if (as_root && (o->uid <= 0 || o->gid <= 0)) sandbox_die("running as root requires a non-zero --uid and --gid");

@@ -4,6 +4,7 @@
 #define SANDBOX_SANDBOX_H
 
 #include <sys/resource.h>
+#include <sys/types.h>
 
 #define SANDBOX_SETUP_FAILED 125
 /* Descriptor 3 carries reports to the runner, a line each: "ready", "sys NNN" for a trapped
@@ -33,6 +34,9 @@ struct sandbox_options {
   int n_env;
   int network;
   int landlock_required;
+  /* The process the run must be a child of (the runner or the zygote); 0: whichever parent it
+   * has when sandbox_apply() begins. */
+  pid_t parent;
   char **argv; /* the interpreter and its arguments, after "--" (launcher only) */
 };
 

@@ -78,13 +78,21 @@ function signalName(signo: number): NodeJS.Signals | null {
   return entry === undefined ? null : (entry[0] as NodeJS.Signals);
 }
 
-function launcherCommand(runtime: Runtime, id: SandboxIdentity): string[] {
-  return [LAUNCHER, ...runtime.sandboxArgs(id), '--', ...runtime.interpreterArgs(id.language)];
+/** The launcher's command line for a run that PARENT starts (the run dies with it). */
+function launcherCommand(runtime: Runtime, id: SandboxIdentity, parent: number): string[] {
+  return [
+    LAUNCHER,
+    ...runtime.sandboxArgs(id),
+    '--parent',
+    String(parent),
+    '--',
+    ...runtime.interpreterArgs(id.language),
+  ];
 }
 
 /** Starts an interpreter through native/build/sandbox-launcher, spawned from the runner. */
 export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
-  const [command, ...args] = launcherCommand(runtime, id);
+  const [command, ...args] = launcherCommand(runtime, id, process.pid);
   const child: ChildProcess = spawn(command!, args, {
     stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
     detached: true, // its own process group, so that a kill reaches everything of the run
@@ -219,6 +227,11 @@ export class Zygote {
     return this.alive;
   }
 
+  /** The parent of every run it starts (0 before it started: then no run is sent to it). */
+  private get zygotePid(): number {
+    return this.process?.pid ?? 0;
+  }
+
   /** Starts the socket server and the zygote; resolves once the zygote said hello. */
   async start(): Promise<void> {
     await fs.rm(this.socketPath, { force: true });
@@ -338,12 +351,13 @@ export class Zygote {
 
   /** A Python child, confined in-process by sandbox_enter() after the fork. */
   fork(id: SandboxIdentity): SandboxProcess {
-    return this.send(id, { args: this.runtime.sandboxArgs(id), env: this.runtime.programEnv(id) });
+    const args = [...this.runtime.sandboxArgs(id), '--parent', String(this.zygotePid)];
+    return this.send(id, { args, env: this.runtime.programEnv(id) });
   }
 
   /** A child that executes the launcher (any language): cheaper than spawning from here. */
   launch(id: SandboxIdentity): SandboxProcess {
-    return this.send(id, { exec: launcherCommand(this.runtime, id) });
+    return this.send(id, { exec: launcherCommand(this.runtime, id, this.zygotePid) });
   }
 
   private send(id: SandboxIdentity, what: object): SandboxProcess {

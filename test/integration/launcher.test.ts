@@ -27,6 +27,7 @@ function launch(
     ids = AS_ROOT,
     // Started as this uid (through setpriv, from root): the launcher as a runner without root.
     user = undefined as number | undefined,
+    extra = [] as string[],
   } = {},
 ) {
   const idArgs = ids ? ['--uid', '60999', '--gid', '60999'] : [];
@@ -43,6 +44,7 @@ function launch(
       '--workdir',
       workdir,
       ...idArgs,
+      ...extra,
       '--',
       '/usr/bin/python3',
       '-I',
@@ -93,6 +95,27 @@ describe('sandbox-launcher', () => {
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^sandbox-launcher: seccomp policy: /);
     expect(r.stderr).toMatch(message);
+  });
+
+  // A run dies with the process that started it (PR_SET_PDEATHSIG). One orphaned before the
+  // launcher gets there has a new parent already, which it must not take for the right one.
+  it('runs only as a child of the process --parent names', () => {
+    const ok = launch(POLICY_SOURCE, 'python3', 'print("ran")', {
+      extra: ['--parent', String(process.pid)],
+    });
+    expect(ok.stderr).toBe('');
+    expect(ok.stdout).toBe('ran\n');
+    const orphan = launch(POLICY_SOURCE, 'python3', 'print("ran")', {
+      extra: ['--parent', String(process.ppid)],
+    });
+    expect(orphan.status).toBe(125);
+    expect(orphan.stdout).toBe('');
+    expect(orphan.stderr).toBe(
+      'sandbox-launcher: parent: the process that started the run is gone\n',
+    );
+    const bad = launch(POLICY_SOURCE, 'python3', 'print("ran")', { extra: ['--parent', '0'] });
+    expect(bad.status).toBe(125);
+    expect(bad.stderr).toMatch(/^sandbox-launcher: arguments: --parent needs a process id/);
   });
 
   it('without root, refuses to reuse an existing working directory', () => {
