@@ -25,11 +25,13 @@ function usePackages(at) {
 
 const REPORT_FD = 3;
 
+// True when the line went out whole.
 function report(word) {
+  const line = word + '\n';
   try {
-    fs.writeSync(REPORT_FD, word + '\n');
+    return fs.writeSync(REPORT_FD, line) === Buffer.byteLength(line);
   } catch {
-    // the report is a courtesy
+    return false; // the report is a courtesy
   }
 }
 
@@ -76,12 +78,30 @@ function watchUncaught() {
 // about its own result; it is killed all the same.)
 function endOnExit() {
   const emit = process.emit;
+  // The report channel as the runner handed it over: a program may close descriptor 3, and a
+  // file it opens next may get the number.
+  const channel = fs.fstatSync(REPORT_FD);
+  const channelIntact = () => {
+    try {
+      const now = fs.fstatSync(REPORT_FD);
+      return now.dev === channel.dev && now.ino === channel.ino;
+    } catch {
+      return false;
+    }
+  };
   Object.defineProperty(process, 'emit', {
     value: function (event, ...args) {
       const result = Reflect.apply(emit, this, [event, ...args]);
       const code = process.exitCode ?? 0;
-      if (event === 'exit' && !uncaught && Number.isInteger(code)) {
-        report(`exit ${code & 0xff}`);
+      // Only once the runner has the status: else the end goes the usual way, and the runner
+      // takes the status from the kernel.
+      if (
+        event === 'exit' &&
+        !uncaught &&
+        Number.isInteger(code) &&
+        channelIntact() &&
+        report(`exit ${code & 0xff}`)
+      ) {
         // Every connection closed now: the runner answers once it has the report and the end of
         // every stream, without waiting for the kernel to take the process apart.
         for (const fd of [0, 1, 2, REPORT_FD]) {

@@ -46,7 +46,11 @@ export interface SandboxProcess {
 
 const REPORT_LOG_LIMIT = 1000;
 
-/** Records report lines; resolves true at "ready", false when the stream closes first. */
+/**
+ * Records report lines (the first REPORT_LOG_LIMIT - 1 and always the latest, which may be the
+ * bootstrap's "exit N" after any number of denials); resolves true at "ready", false when the
+ * stream closes first.
+ */
 function watchReports(stream: Readable, log: string[]): Promise<boolean> {
   return new Promise((resolve) => {
     let rest = '';
@@ -55,6 +59,7 @@ function watchReports(stream: Readable, log: string[]): Promise<boolean> {
       rest = (lines.pop() ?? '').slice(0, 4096);
       for (const line of lines) {
         if (log.length < REPORT_LOG_LIMIT) log.push(line);
+        else log[REPORT_LOG_LIMIT - 1] = line;
         if (line === 'ready') resolve(true);
       }
     });

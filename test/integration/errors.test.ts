@@ -74,6 +74,27 @@ describe('program failures', () => {
     expect(data.error).toBe(status === 0 ? '' : `process exited with code ${status}\n`);
   });
 
+  // The report channel is the program's to break: then the status comes from the kernel.
+  it.each([
+    ['require("fs").closeSync(3); process.exitCode = 3', '', 3],
+    [
+      'const fs = require("fs"); fs.closeSync(3); console.log(fs.openSync("f", "w")); process.exitCode = 4',
+      '3\n',
+      4,
+    ],
+    // More refused calls than the runner keeps report lines of: the last line still counts.
+    [
+      'for (let i = 0; i < 1500; i++) try { require("os").setPriority(0, 5) } catch {}; console.log("done")',
+      'done\n',
+      0,
+    ],
+  ] as const)('nodejs exit status without the usual report: %s', async (code, stdout, status) => {
+    const data = await t.run('nodejs', code);
+    expect(data.stdout).toBe(stdout);
+    expect(data.exit_code).toBe(status);
+    expect(data.error).toBe(status === 0 ? '' : `process exited with code ${status}\n`);
+  });
+
   it('a timeout kills the run with every thread, and says so', async () => {
     for (const [language, code] of [
       [
