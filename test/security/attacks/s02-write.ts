@@ -114,6 +114,31 @@ export const attacks: Attack[] = [
     after: snapshotIntact,
   },
   {
+    // truncate(2) by path: Landlock governs it only from ABI 3 (Linux 6.2), so without root it is
+    // refused outright (the run shares the runner's uid); as root DAC and Landlock refuse it.
+    name: 'truncates the bootstraps, the snapshot, libsandbox.so and the canary by path',
+    language: 'python3',
+    code: (c) => `import errno, glob, os
+targets = glob.glob(${q(`${c.workDir}/runtime/*`)}) + [${q(`${c.repoRoot}/runner/bootstrap/python3.py`)}, ${q(`${c.repoRoot}/runner/bootstrap/nodejs.cjs`)}, ${q(c.canaryFile)}]
+changed = []
+for t in targets:
+    try:
+        os.truncate(t, 0)
+        changed.append(t)
+    except OSError as e:
+        if e.errno == errno.EPERM:
+            raise  # the policy refused the call: the answer names it
+print("ESCAPED", changed) if changed else print("BLOCKED")
+`,
+    expect: (mode) =>
+      mode === 'root' ? { kind: 'blocked' } : { kind: 'denied', syscall: 'truncate' },
+    after: (c) => {
+      bootstrapIntact(c);
+      snapshotIntact(c);
+      canaryIntact(c);
+    },
+  },
+  {
     name: 'creates a directory beside its own, in the runs directory',
     language: 'python3',
     code: () => pyTry('import os\nos.mkdir("../planted")'),
