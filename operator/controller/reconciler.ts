@@ -2,6 +2,7 @@
 // key Secret, the seccomp profile), build every child with its pure builder, apply them with
 // server-side apply, delete the ones no longer wanted, and write the status. Level-triggered and
 // idempotent: it does the same whatever event brought it here.
+import path from 'node:path';
 import type { Logger } from 'pino';
 import type { V1ConfigMap, V1DaemonSet, V1Deployment, V1Secret } from '@kubernetes/client-node';
 import { applyDefaults } from '../api/schema.js';
@@ -365,11 +366,31 @@ export class Reconciler {
     if (installed)
       return { choice: { type: 'Localhost', localhostProfile: rendered.localhostProfile } };
     this.d.requestInstaller();
+    const installing = `installing the seccomp profile ${rendered.localhostProfile} on the nodes (DaemonSet ${ns}/${INSTALLER_DAEMONSET})`;
+    // The installer is busy for reasons of its own too: a node joined, one of its pods restarted,
+    // another pool's profile was added. Pods already on a Localhost profile that it still ships
+    // keep it (a pod on a new node waits for the file, the kubelet retries), rather than every
+    // pool rolling to RuntimeDefault and back.
+    const current = this.child('Deployment', pool, childNames(pool).deployment) as
+      V1Deployment | undefined;
+    const inUse = current?.spec?.template.spec?.securityContext?.seccompProfile;
+    if (
+      inUse?.type === 'Localhost' &&
+      inUse.localhostProfile !== undefined &&
+      data[path.posix.basename(inUse.localhostProfile)] !== undefined
+    )
+      return {
+        choice: { type: 'Localhost', localhostProfile: inUse.localhostProfile },
+        pending: {
+          reason: 'SeccompProfilePending',
+          message: `${installing}; the pods keep ${inUse.localhostProfile} until it is everywhere`,
+        },
+      };
     return {
       choice: { type: 'RuntimeDefault' },
       pending: {
         reason: 'SeccompProfilePending',
-        message: `installing the seccomp profile ${rendered.localhostProfile} on the nodes (DaemonSet ${ns}/${INSTALLER_DAEMONSET}); the pods use RuntimeDefault until it is everywhere`,
+        message: `${installing}; the pods use RuntimeDefault until it is everywhere`,
       },
     };
   }

@@ -307,8 +307,35 @@ describe('seccomp profile delivery', () => {
         500,
       );
       expect(switched.localhostProfile).toMatch(/^sandboxpool\/runner-[0-9a-f]{16}\.json$/);
+
+      // A node joins: the installer is busy again (its new pod is not ready). The pool's pods
+      // keep the profile they have instead of rolling to RuntimeDefault and back.
+      await kubectl(
+        cp,
+        ['apply', '-f', '-'],
+        cp.kubeconfigPath,
+        stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: `${node}-b` } }),
+      );
+      await waitFor('the installer scheduled on both nodes', async () => {
+        const x = await api.get<{ status?: { desiredNumberScheduled?: number } }>(
+          'apps/v1',
+          'DaemonSet',
+          OPERATOR_NAMESPACE,
+          'sandboxpool-seccomp-installer',
+        );
+        return x?.status?.desiredNumberScheduled === 2 ? x : undefined;
+      });
+      const busy = await waitFor('Progressing SeccompProfilePending again', async () => {
+        const p = await api.get<SandboxPool>(SBP, 'SandboxPool', ns, 'strict');
+        const c = p?.status?.conditions?.find((x) => x.type === 'Progressing');
+        return c?.reason === 'SeccompProfilePending' ? { pool: p!, condition: c } : undefined;
+      });
+      expect(busy.condition.message).toContain(`the pods keep ${switched.localhostProfile}`);
+      expect(busy.pool.status?.seccompProfile).toBe(`Localhost/${switched.localhostProfile}`);
+      const kept = await deployment(ns, 'strict');
+      expect(kept?.spec?.template.spec?.securityContext?.seccompProfile).toEqual(switched);
     } finally {
-      await kubectl(cp, ['delete', 'node', node, '--ignore-not-found']);
+      await kubectl(cp, ['delete', 'node', node, `${node}-b`, '--ignore-not-found']);
     }
   }, 120_000);
 });
