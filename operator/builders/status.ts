@@ -122,10 +122,33 @@ function conditions(pool: SandboxPool, o: Observation): ConditionCore[] {
   return [ready_, progressing, degraded];
 }
 
-/** The new status; conditions keep their lastTransitionTime while their status is unchanged. */
+/**
+ * The new status; conditions keep their lastTransitionTime while their status is unchanged.
+ * After a failed apply the spec of this generation has not reached the cluster: the status keeps
+ * the generation (and the key and profile decisions) it last acted on, so that nothing waiting
+ * for "observedGeneration == generation and Ready" takes the old pods for the new spec; only
+ * Degraded, which reports the failed attempt, carries the new generation.
+ */
 export function buildStatus(pool: SandboxPool, o: Observation, now: Date): SandboxPoolStatus {
   const previous = pool.status?.conditions ?? [];
-  const generation = pool.metadata.generation ?? 0;
+  const current = pool.metadata.generation ?? 0;
+  const generation = o.failure ? (pool.status?.observedGeneration ?? 0) : current;
+  const decided = o.failure
+    ? {
+        ...(pool.status?.apiKeySecretRef ? { apiKeySecretRef: pool.status.apiKeySecretRef } : {}),
+        ...(pool.status?.seccompProfile ? { seccompProfile: pool.status.seccompProfile } : {}),
+      }
+    : {
+        ...(o.apiKey ? { apiKeySecretRef: o.apiKey } : {}),
+        ...(o.seccomp
+          ? {
+              seccompProfile:
+                o.seccomp.type === 'Localhost'
+                  ? `Localhost/${o.seccomp.localhostProfile}`
+                  : 'RuntimeDefault',
+            }
+          : {}),
+      };
   const s = o.deployment?.status;
   return {
     observedGeneration: generation,
@@ -134,20 +157,12 @@ export function buildStatus(pool: SandboxPool, o: Observation, now: Date): Sandb
     updatedReplicas: s?.updatedReplicas ?? 0,
     selector: selectorString(pool),
     endpoint: endpoint(pool, RUNNER_PORT),
-    ...(o.apiKey ? { apiKeySecretRef: o.apiKey } : {}),
-    ...(o.seccomp
-      ? {
-          seccompProfile:
-            o.seccomp.type === 'Localhost'
-              ? `Localhost/${o.seccomp.localhostProfile}`
-              : 'RuntimeDefault',
-        }
-      : {}),
+    ...decided,
     conditions: conditions(pool, o).map((c) => {
       const before = previous.find((p) => p.type === c.type);
       return {
         ...c,
-        observedGeneration: generation,
+        observedGeneration: o.failure && c.type === 'Degraded' ? current : generation,
         lastTransitionTime:
           before && before.status === c.status
             ? before.lastTransitionTime

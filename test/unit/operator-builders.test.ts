@@ -492,6 +492,47 @@ describe('status', () => {
     });
   });
 
+  it('after a failed apply, keeps the generation and decisions it last acted on', () => {
+    const available = deploymentWith(
+      { replicas: 2, readyReplicas: 2, updatedReplicas: 2, availableReplicas: 2 },
+      [{ type: 'Available', status: 'True' }],
+    );
+    const pool = poolWith();
+    const applied = buildStatus(
+      pool,
+      {
+        deployment: available,
+        apiKey: { name: 'k', key: 'api-key' },
+        seccomp: { type: 'RuntimeDefault' },
+      },
+      now,
+    );
+    // The user changes the spec (generation 2); applying it fails.
+    const changed = { ...pool, metadata: { ...pool.metadata, generation: 2 }, status: applied };
+    const s = buildStatus(
+      changed,
+      {
+        deployment: available,
+        apiKey: { name: 'other', key: 'api-key' },
+        seccomp: { type: 'Localhost', localhostProfile: 'sandboxpool/x.json' },
+        failure: { reason: 'ApplyFailed', message: 'the server is unavailable' },
+      },
+      later,
+    );
+    expect(s.observedGeneration).toBe(1);
+    expect(s.apiKeySecretRef).toEqual({ name: 'k', key: 'api-key' });
+    expect(s.seccompProfile).toBe('RuntimeDefault');
+    expect(s.conditions?.map((c) => [c.type, c.status, c.reason, c.observedGeneration])).toEqual([
+      ['Ready', 'True', 'MinimumReplicasAvailable', 1],
+      ['Progressing', 'False', 'RolloutComplete', 1],
+      ['Degraded', 'True', 'ApplyFailed', 2],
+    ]);
+    // Once applied, the status catches up.
+    const caughtUp = buildStatus(changed, { deployment: available }, later);
+    expect(caughtUp.observedGeneration).toBe(2);
+    expect(caughtUp.conditions?.every((c) => c.observedGeneration === 2)).toBe(true);
+  });
+
   it('keeps lastTransitionTime while a condition keeps its status', () => {
     const pool = poolWith();
     const first = buildStatus(pool, { deployment: deploymentWith({ replicas: 2 }) }, now);
