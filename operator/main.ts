@@ -162,8 +162,10 @@ async function main(): Promise<void> {
       logger.info({ signal }, 'shutting down');
       setTimeout(() => process.exit(1), 15_000).unref();
       void (async () => {
-        await elector.stop(); // releases the lease: another replica takes over at once
+        // The reconciles in flight end first (no new one starts); only then is the lease given
+        // up, so that the next leader never acts beside this one.
         await controller.stop();
+        await elector.stop(); // releases the lease: another replica takes over at once
         server.close();
         server.closeAllConnections();
         kube.close();

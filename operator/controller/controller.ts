@@ -116,11 +116,14 @@ export class Controller {
       onInstaller,
     );
     this.caches = { pools, children, installerConfigMaps, installerDaemonSets };
+    // Writes stop with leadership: a reconcile under way when the lease is lost stops at its
+    // next call instead of acting beside the next leader.
+    const kube = d.kube.withWriteCheck(() => (this.leading ? undefined : 'not the leader'));
     this.reconciler = new Reconciler({
-      kube: d.kube,
+      kube,
       config,
       caches: this.caches,
-      events: new EventRecorder(d.kube, config.identity),
+      events: new EventRecorder(kube, config.identity),
       seccomp: d.seccomp,
       requestInstaller: () => this.queue.add(INSTALLER_KEY),
     });

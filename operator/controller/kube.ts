@@ -172,6 +172,22 @@ export class Kube {
     });
   }
 
+  /**
+   * A client on the same connections whose writes (anything but GET) first ask REFUSAL: a
+   * reason to refuse the call, or undefined. The reconciler's client refuses once the operator
+   * is no longer the leader, so that a reconcile under way stops at its next write.
+   */
+  withWriteCheck(refusal: () => string | undefined): Kube {
+    const checked = Object.create(this) as Kube;
+    checked.request = <T>(method: string, path: string, o?: RequestOptions): Promise<T> => {
+      const why = method === 'GET' ? undefined : refusal();
+      if (why !== undefined)
+        return Promise.reject(new Error(`${method} ${path}: not sent: ${why}`));
+      return this.request<T>(method, path, o);
+    };
+    return checked;
+  }
+
   /** One API call; resolves with the parsed JSON body, throws ApiError naming the call. */
   async request<T>(method: string, path: string, o: RequestOptions = {}): Promise<T> {
     const query = new URLSearchParams();

@@ -3,6 +3,7 @@
 // a hand-over when the leader dies, and recovery from API server and etcd restarts without a
 // restart of the operator itself.
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { KubeConfig, type V1ConfigMap, type V1Deployment } from '@kubernetes/client-node';
@@ -138,6 +139,79 @@ describe('leader election', () => {
     );
     expect(handoverMs).toBeLessThan(6_000);
   }, 90_000);
+});
+
+describe('a leader that stops', () => {
+  it('finishes the reconciles under way before it gives up the lease', async () => {
+    // An admission webhook that accepts the connection and never answers holds every write of
+    // a Deployment in the namespace for its timeout: a reconcile stays under way that long.
+    const blackhole = net.createServer(() => undefined);
+    await new Promise<void>((resolve) => blackhole.listen(0, '127.0.0.1', resolve));
+    const port = (blackhole.address() as net.AddressInfo).port;
+    const ns = await namespace('handover');
+    const webhook = `slow-${ns}`;
+    await kubectl(
+      cp,
+      ['apply', '-f', '-'],
+      cp.kubeconfigPath,
+      stringify({
+        apiVersion: 'admissionregistration.k8s.io/v1',
+        kind: 'ValidatingWebhookConfiguration',
+        metadata: { name: webhook },
+        webhooks: [
+          {
+            name: 'slow.sandboxpool.test',
+            clientConfig: { url: `https://127.0.0.1:${port}/validate` },
+            rules: [
+              {
+                apiGroups: ['apps'],
+                apiVersions: ['v1'],
+                operations: ['CREATE', 'UPDATE'],
+                resources: ['deployments'],
+              },
+            ],
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
+            failurePolicy: 'Ignore',
+            sideEffects: 'None',
+            admissionReviewVersions: ['v1'],
+            timeoutSeconds: 6,
+          },
+        ],
+      }),
+    );
+    try {
+      const g = await operator('operator-h');
+      await leads(g);
+      const h = await operator('operator-i');
+      await waitFor('operator-i ready', async () =>
+        (await fetch(`http://127.0.0.1:${h.port}/readyz`)).status === 200 ? true : undefined,
+      );
+      await applyPool(ns, 'slow');
+      // The children before the Deployment are made; the Deployment's write now waits.
+      await g.waitForLine(
+        'the NetworkPolicy made',
+        (l) => typeof l.msg === 'string' && l.msg.startsWith(`Created NetworkPolicy`),
+      );
+      const stopped = g.stop();
+      const took = await leads(h);
+      // The Deployment went through once the webhook timed out (failurePolicy Ignore), written
+      // by the old leader before it let the lease go.
+      const created = g
+        .lines()
+        .find((l) => typeof l.msg === 'string' && l.msg.startsWith('Created Deployment'));
+      expect(created, 'the old leader finished its reconcile').toBeDefined();
+      expect(Number(took.time)).toBeGreaterThan(Number(created!.time));
+      expect((await stopped).code).toBe(0);
+    } finally {
+      await kubectl(cp, [
+        'delete',
+        'validatingwebhookconfiguration',
+        webhook,
+        '--ignore-not-found',
+      ]);
+      blackhole.close();
+    }
+  }, 120_000);
 });
 
 describe('outages', () => {
