@@ -58,20 +58,22 @@ export class LeaderElector {
   }
 
   private async run(): Promise<void> {
+    const deadlineMs = this.o.renewDeadlineSeconds * 1000;
     while (!this.stopped) {
+      // A leader leads until lastRenew + renewDeadline at the latest, whatever its calls do:
+      // no attempt, and no pause, runs past that (the margin to leaseDuration is what keeps
+      // another candidate from taking over while it still acts).
+      const left = this.leading ? this.lastRenew + deadlineMs - Date.now() : deadlineMs / 2;
       let renewed = false;
-      try {
-        // Bounded: a hung call must not outlast the renew deadline unnoticed.
-        renewed = await withTimeout(
-          this.tryAcquireOrRenew(),
-          (this.o.renewDeadlineSeconds * 1000) / 2,
-        );
-      } catch (err) {
-        this.logger.warn(
-          { err: (err as Error).message, lease: this.o.name },
-          'lease: API call failed',
-        );
-      }
+      if (left > 0)
+        try {
+          renewed = await withTimeout(this.tryAcquireOrRenew(), Math.min(deadlineMs / 2, left));
+        } catch (err) {
+          this.logger.warn(
+            { err: (err as Error).message, lease: this.o.name },
+            'lease: API call failed',
+          );
+        }
       const now = Date.now();
       if (renewed) {
         this.lastRenew = now;
@@ -80,7 +82,7 @@ export class LeaderElector {
           this.logger.info({ lease: this.o.name }, 'became the leader');
           this.callbacks.onStartedLeading();
         }
-      } else if (this.leading && now - this.lastRenew > this.o.renewDeadlineSeconds * 1000) {
+      } else if (this.leading && now - this.lastRenew >= deadlineMs) {
         this.leading = false;
         this.logger.warn(
           { lease: this.o.name },
@@ -88,8 +90,10 @@ export class LeaderElector {
         );
         this.callbacks.onStoppedLeading();
       }
+      const pause =
+        this.o.retryPeriodSeconds * 1000 * (this.leading ? 1 : 0.9 + Math.random() * 0.2);
       await sleep(
-        this.o.retryPeriodSeconds * 1000 * (this.leading ? 1 : 0.9 + Math.random() * 0.2),
+        this.leading ? Math.min(pause, Math.max(0, this.lastRenew + deadlineMs - now)) : pause,
         this.stopping.signal,
       );
     }
