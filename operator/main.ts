@@ -107,15 +107,16 @@ async function main(): Promise<void> {
       process.exit(1);
     });
   const kc = new KubeConfig();
+  let kube: Kube;
   try {
     loadKubeConfig(kc);
+    kube = new Kube(kc); // reads the current cluster's server URL
   } catch (err) {
     process.stderr.write(
       `cannot load a kubeconfig ($KUBECONFIG, ~/.kube/config or in-cluster): ${(err as Error).message}\n`,
     );
     process.exit(2);
   }
-  const kube = new Kube(kc);
   const metrics = new OperatorMetrics();
   const controller = new Controller({
     kube,

@@ -1,6 +1,6 @@
 // The runner as a process, started the way `npm start` does.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -103,5 +103,33 @@ describe('runner start-up', () => {
       child.kill('SIGTERM');
       await new Promise((resolve) => child.on('exit', resolve));
     }
+  });
+});
+
+describe('operator start-up', () => {
+  // A configuration error stops start-up with one clear line (exit 2), not a crash report.
+  it.each([
+    [
+      'no kubeconfig and not in a cluster',
+      false,
+      'none found, and not in a cluster (no KUBERNETES_SERVICE_HOST)',
+    ],
+    ['a kubeconfig without a current cluster', true, 'the kubeconfig has no current cluster'],
+  ])('refuses %s with one line', (_what, withFile, reason) => {
+    const home = mkdtempSync(path.join(os.tmpdir(), 'sbp-operator-'));
+    const kubeconfig = path.join(home, 'kubeconfig');
+    if (withFile)
+      writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'operator/main.ts'], {
+      cwd: REPO_ROOT,
+      env: { ...baseEnv, HOME: home, ...(withFile ? { KUBECONFIG: kubeconfig } : {}) },
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      `cannot load a kubeconfig ($KUBECONFIG, ~/.kube/config or in-cluster): ${reason}\n`,
+    );
   });
 });
