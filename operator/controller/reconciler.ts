@@ -86,6 +86,16 @@ export function ownsField(obj: KubeObject, manager: string, path: string[]): boo
 const ownedBy = (obj: KubeObject | undefined, pool: SandboxPool) =>
   obj?.metadata?.ownerReferences?.some((r) => r.uid === pool.metadata.uid) ?? false;
 
+/** A child's name is held by an object this pool does not own. */
+class NameTaken extends Error {
+  constructor(kind: string, found: KubeObject) {
+    const { namespace, name } = found.metadata ?? {};
+    super(
+      `${kind} ${namespace}/${name} exists and does not belong to this pool: delete or rename it (the pool's children take their names from the pool's)`,
+    );
+  }
+}
+
 /** JSON with sorted keys: equal values give equal strings. */
 function stable(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(stable).join(',')}]`;
@@ -186,6 +196,10 @@ export class Reconciler {
           log,
         );
     } catch (err) {
+      // Retried with backoff: the other object may be renamed or deleted, which no event of
+      // ours tells of.
+      if (err instanceof NameTaken)
+        return fail({ reason: 'NameTaken', message: err.message }, true);
       // The API server refused what the spec asks (e.g. an invalid affinity, requests above
       // limits): nothing to retry until the spec changes.
       if (err instanceof ApiError && (err.status === 422 || err.status === 400))
@@ -215,6 +229,17 @@ export class Reconciler {
     const kind = obj.kind as ChildKind;
     const name = obj.metadata?.name ?? '';
     const existed = this.child(kind, pool, name) !== undefined;
+    if (!existed) {
+      // The caches see only objects with our labels: one of that name made by someone else
+      // would be taken over by a forced apply (and collected with the pool). Not ours: refuse.
+      const found = await this.d.kube.get<KubeObject>({
+        apiVersion: obj.apiVersion ?? '',
+        kind,
+        namespace: pool.metadata.namespace,
+        name,
+      });
+      if (found !== undefined && !ownedBy(found, pool)) throw new NameTaken(kind, found);
+    }
     const applied = await this.d.kube.apply(obj);
     if (!existed)
       await this.d.events.record(pool, 'Normal', 'Created', `Created ${kind} ${name}`, log);
@@ -487,6 +512,7 @@ export class Reconciler {
         'SecretNotFound',
         'SecretKeyNotFound',
         'SecretNameTaken',
+        'NameTaken',
         'InvalidSpec',
         'SeccompProfileUnavailable',
       ].includes(r0.reason)
