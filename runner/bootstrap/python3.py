@@ -88,6 +88,8 @@ def main():
     request = json.loads(sys.stdin.buffer.read())
     module = types.ModuleType("__main__")
     module.__builtins__ = __builtins__
+    # As for a script (DifySandbox runs the code from one): os.path.dirname(__file__) works.
+    module.__file__ = os.path.join(os.getcwd(), "code.py")
     sys.modules["__main__"] = module
     try:
         if request.get("preload"):

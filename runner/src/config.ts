@@ -122,10 +122,10 @@ export const SETTINGS: readonly Setting[] = [
     env: 'MAX_WORKERS',
     yaml: 'max_workers',
     kind: 'int',
-    default: String(os.availableParallelism()),
+    default: String(Math.min(os.availableParallelism(), 256)),
     min: 1,
     max: 256,
-    doc: 'runs executing at once (default: number of CPUs)',
+    doc: 'runs executing at once (default: number of CPUs, at most MAX_REQUESTS)',
   },
   {
     key: 'maxRequests',
@@ -394,6 +394,7 @@ const LOCAL_DEFAULT_KEY = 'dify-sandbox';
 /** DifySandbox keys that mean nothing here; accepted silently so its config.yaml works. */
 const IGNORED_DIFY_KEYS = new Set([
   'app.debug',
+  'log_path',
   'python_lib_path',
   'python_deps_update_interval',
   'proxy.socks5',
@@ -429,8 +430,9 @@ function parseValue(s: Setting, raw: unknown, source: string): unknown {
     }
     case 'bool': {
       const t = text.toLowerCase();
-      if (['true', '1', 'yes', 'on'].includes(t)) return true;
-      if (['false', '0', 'no', 'off'].includes(t)) return false;
+      // Go's strconv.ParseBool (DifySandbox) also takes t and f.
+      if (['true', 't', '1', 'yes', 'on'].includes(t)) return true;
+      if (['false', 'f', '0', 'no', 'off'].includes(t)) return false;
       throw new ConfigError(`${where}: expected true or false, got '${text}'`);
     }
     case 'enum':
@@ -479,13 +481,17 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
     throw new ConfigError(`config file ${path}: expected a mapping at the top level`);
 
   const values: Record<string, unknown> = {};
+  const defaulted = new Set<string>();
   for (const s of SETTINGS) {
     const fromEnv = env[s.env];
     const fromYaml = yamlLookup(doc, s.yaml);
     if (fromEnv !== undefined && fromEnv !== '') values[s.key] = parseValue(s, fromEnv, s.env);
     else if (fromYaml !== undefined && fromYaml !== null)
       values[s.key] = parseValue(s, fromYaml, `${path}: ${s.yaml}`);
-    else values[s.key] = parseValue(s, s.default, `default of ${s.env}`);
+    else {
+      values[s.key] = parseValue(s, s.default, `default of ${s.env}`);
+      defaulted.add(s.key);
+    }
   }
   const config = values as unknown as RunnerConfig;
   const known = new Set(SETTINGS.map((s) => s.yaml));
@@ -503,6 +509,10 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
     config.apiKey = LOCAL_DEFAULT_KEY;
     config.apiKeyDefaulted = true;
   }
+  // The CPU count is only a default: on a host with more CPUs than MAX_REQUESTS (50 unless set)
+  // it must not stop start-up; a MAX_WORKERS someone set above it is a mistake to name.
+  if (defaulted.has('maxWorkers'))
+    config.maxWorkers = Math.min(config.maxWorkers, config.maxRequests);
   if (config.maxRequests < config.maxWorkers)
     throw new ConfigError(
       `MAX_REQUESTS: ${config.maxRequests} is below MAX_WORKERS (${config.maxWorkers})`,

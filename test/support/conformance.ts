@@ -104,6 +104,14 @@ export function conformanceSuite(client: () => DifyClient): void {
       expect(data.stdout).toBe('True denied\n');
     });
 
+    it('has __file__ in its run directory, as a script has', async () => {
+      const data = await c.run(
+        'python3',
+        'import os\nprint(os.path.basename(__file__), os.path.dirname(__file__) == os.getcwd())',
+      );
+      expect(data.stdout).toBe('code.py True\n');
+    });
+
     it('a failing preload fails the run with its traceback', async () => {
       const data = await c.run('python3', 'print("not reached")', {
         preload: 'raise RuntimeError("preload broke")',

@@ -45,6 +45,25 @@ describe('loadConfig', () => {
     });
   });
 
+  it('takes the CPU count as MAX_WORKERS only up to MAX_REQUESTS; a set MAX_WORKERS above it fails', () => {
+    // This machine has 2 CPUs or more: the default would be above a MAX_REQUESTS of 1.
+    expect(os.availableParallelism()).toBeGreaterThan(1);
+    const c = loadConfig({ env: { API_KEY: 'k', MAX_REQUESTS: '1' }, configPath: null });
+    expect(c.maxWorkers).toBe(1);
+    expect(() =>
+      loadConfig({ env: { API_KEY: 'k', MAX_REQUESTS: '1', MAX_WORKERS: '2' }, configPath: null }),
+    ).toThrow(/^MAX_REQUESTS: 1 is below MAX_WORKERS \(2\)$/);
+  });
+
+  it("reads DifySandbox's stock config.yaml without a warning, Go's t and f included", () => {
+    const file = yamlFile(
+      "app:\n  port: 8194\n  debug: True\n  key: dify-sandbox\nmax_workers: 4\nmax_requests: 50\nworker_timeout: 5\npython_path: /usr/bin/python3\nnodejs_path: /usr/bin/node\nenable_network: t\nenable_preload: F\nlog_path: \"./logs\"\nallowed_syscalls:\nproxy:\n  socks5: ''\n  http: ''\n  https: ''\n",
+    );
+    const c = loadConfig({ env: {}, configPath: file });
+    expect(c.unknownKeys).toEqual([]);
+    expect(c).toMatchObject({ enableNetwork: true, enablePreload: false, maxWorkers: 4 });
+  });
+
   it.each([
     [{ SANDBOX_PORT: 'eighty' }, /^SANDBOX_PORT: expected a whole number/],
     [{ SANDBOX_PORT: '70000' }, /^SANDBOX_PORT: 70000 is out of range/],
