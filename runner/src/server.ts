@@ -146,10 +146,21 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       : undefined;
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : config.port;
-  logger.info(
-    { host: config.host, port, ...(metricsServer ? { metricsPort: config.metricsPort } : {}) },
-    `config init success: listening on ${config.host}:${port}`,
-  );
+  // 'config init success' only when ready: Dify's integration tests and scripts wait for that
+  // text before they send runs (api.md). Not ready, it still listens: /readyz and every answer
+  // say why.
+  const listening = {
+    host: config.host,
+    port,
+    ...(metricsServer ? { metricsPort: config.metricsPort } : {}),
+  };
+  if (readiness.ready)
+    logger.info(listening, `config init success: listening on ${config.host}:${port}`);
+  else
+    logger.error(
+      listening,
+      `listening on ${config.host}:${port}, but not ready: ${readiness.reason}`,
+    );
   const closeServer = (s: Server) =>
     new Promise<void>((resolve) => {
       s.close(() => resolve());

@@ -83,6 +83,52 @@ describe('runner start-up', () => {
     expect(code).toBe(0);
   });
 
+  // Dify's scripts wait for 'config init success' before they send runs: never when not ready.
+  it.runIf(process.getuid?.() === 0)(
+    "when not ready, listens and says why, without 'config init success'",
+    async () => {
+      const child = spawn(
+        'setpriv',
+        ['--bounding-set=-sys_admin', '--inh-caps=-sys_admin', process.execPath, MAIN],
+        {
+          env: {
+            ...baseEnv,
+            SANDBOX_HOST: '127.0.0.1',
+            SANDBOX_PORT: '0',
+            API_KEY: 'k',
+            SANDBOX_WORK_DIR: mkdtempSync(path.join(os.tmpdir(), 'sbp-start-')),
+          },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      try {
+        const line = await new Promise<Record<string, unknown>>((resolve, reject) => {
+          const timer = setTimeout(
+            () => reject(new Error(`not listening within 30 s:\n${out}`)),
+            30_000,
+          );
+          child.stdout.on('data', () => {
+            const found = out.split('\n').find((l) => l.includes('listening on'));
+            if (found === undefined) return;
+            clearTimeout(timer);
+            resolve(JSON.parse(found) as Record<string, unknown>);
+          });
+        });
+        expect(line.msg).toMatch(
+          /^listening on 127\.0\.0\.1:\d+, but not ready: started as root without CAP_SYS_ADMIN/,
+        );
+        expect(out).not.toContain('config init success');
+        const ready = await fetch(`http://127.0.0.1:${String(line.port)}/readyz`);
+        expect(ready.status).toBe(503);
+      } finally {
+        child.kill('SIGTERM');
+        await new Promise((resolve) => child.on('exit', resolve));
+      }
+    },
+  );
+
   it('serves only /metrics and /healthz on SANDBOX_METRICS_PORT', async () => {
     const metricsPort = await freePort();
     const { child, line } = await startMain({ SANDBOX_METRICS_PORT: String(metricsPort) });

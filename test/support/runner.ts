@@ -173,7 +173,7 @@ async function startProcess(
   uid: number,
 ): Promise<Started> {
   const child: ChildProcess = spawn(file!, args, {
-    // info: the line 'config init success' says when it serves
+    // info: the line 'listening on' says when it serves
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env, LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -192,10 +192,11 @@ async function startProcess(
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`runner process: no 'config init success' within 60 s:\n${out}`));
+      reject(new Error(`runner process: not listening within 60 s:\n${out}`));
     }, 60_000);
     const look = () => {
-      const m = /config init success: listening on [\d.]+:(\d+)/.exec(out);
+      // Ready ('config init success: listening on ...') or not ('listening on ..., but not ready').
+      const m = /listening on [\d.]+:(\d+)/.exec(out);
       if (m === null) return;
       clearTimeout(timer);
       child.stdout!.off('data', look);
