@@ -1,7 +1,7 @@
 // The runner's configuration: environment variables over an optional YAML file with
 // DifySandbox's keys. Every setting is declared once in SETTINGS; parsing, validation, the
 // defaults and the README's configuration table all come from that list.
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { parse as parseYaml } from 'yaml';
 
@@ -63,7 +63,10 @@ export interface Setting {
   /** Dotted path in config.yaml (DifySandbox's keys where it has one). */
   yaml: string;
   kind: Kind;
-  default: string;
+  /** The value when neither the environment nor config.yaml sets it (or how to find it). */
+  default: string | ((env: NodeJS.ProcessEnv) => string);
+  /** The default as the README's table shows it, when it is found rather than fixed. */
+  shownDefault?: string;
   min?: number;
   max?: number;
   choices?: string[];
@@ -222,7 +225,8 @@ export const SETTINGS: readonly Setting[] = [
     env: 'PYTHON_PATH',
     yaml: 'python_path',
     kind: 'string',
-    default: '/usr/bin/python3',
+    default: (env) => onPath('python3', env.PATH) ?? '/usr/bin/python3',
+    shownDefault: '`python3` on `PATH`',
     doc: 'the Python 3 interpreter',
   },
   {
@@ -230,7 +234,8 @@ export const SETTINGS: readonly Setting[] = [
     env: 'NODEJS_PATH',
     yaml: 'nodejs_path',
     kind: 'string',
-    default: '/usr/bin/node',
+    default: () => process.execPath,
+    shownDefault: 'the `node` running the runner',
     doc: 'the Node.js interpreter',
   },
   {
@@ -391,6 +396,21 @@ export const SETTINGS: readonly Setting[] = [
 
 const LOCAL_DEFAULT_KEY = 'dify-sandbox';
 
+/** The first executable NAME in the directories of PATH, as a shell would find it. */
+function onPath(name: string, searchPath: string | undefined): string | undefined {
+  for (const dir of (searchPath ?? '').split(':')) {
+    if (!dir.startsWith('/')) continue; // a relative entry would depend on the working directory
+    const candidate = `${dir}/${name}`;
+    try {
+      accessSync(candidate, constants.X_OK);
+      if (statSync(candidate).isFile()) return candidate;
+    } catch {
+      // not there, or not executable
+    }
+  }
+  return undefined;
+}
+
 /** DifySandbox keys that mean nothing here; accepted silently so its config.yaml works. */
 const IGNORED_DIFY_KEYS = new Set([
   'app.debug',
@@ -489,7 +509,8 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
     else if (fromYaml !== undefined && fromYaml !== null)
       values[s.key] = parseValue(s, fromYaml, `${path}: ${s.yaml}`);
     else {
-      values[s.key] = parseValue(s, s.default, `default of ${s.env}`);
+      const fallback = typeof s.default === 'string' ? s.default : s.default(env);
+      values[s.key] = parseValue(s, fallback, `default of ${s.env}`);
       defaulted.add(s.key);
     }
   }
@@ -541,7 +562,11 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
 /** The README's configuration table, rendered from SETTINGS. */
 export function renderConfigTable(): string {
   const rows = SETTINGS.map((s) => {
-    const def = s.key === 'maxWorkers' ? 'CPUs' : s.default === '' ? '—' : `\`${s.default}\``;
+    const def =
+      s.key === 'maxWorkers'
+        ? 'CPUs'
+        : (s.shownDefault ??
+          (s.default === '' ? '—' : `\`${typeof s.default === 'string' ? s.default : ''}\``));
     return `| \`${s.env}\` | \`${s.yaml}\` | ${def} | ${s.doc} |`;
   });
   return ['| env | config.yaml | default | meaning |', '|---|---|---|---|', ...rows].join('\n');

@@ -55,6 +55,21 @@ describe('loadConfig', () => {
     ).toThrow(/^MAX_REQUESTS: 1 is below MAX_WORKERS \(2\)$/);
   });
 
+  it('finds python3 on PATH and takes the node running it, unless they are set', () => {
+    const found = mkdtempSync(path.join(os.tmpdir(), 'sbp-path-'));
+    writeFileSync(path.join(found, 'python3'), '#!/bin/sh\n', { mode: 0o755 });
+    const notExecutable = mkdtempSync(path.join(os.tmpdir(), 'sbp-path-'));
+    writeFileSync(path.join(notExecutable, 'python3'), '', { mode: 0o644 });
+    const load = (env: NodeJS.ProcessEnv) =>
+      loadConfig({ env: { API_KEY: 'k', ...env }, configPath: null });
+    const c = load({ PATH: `relative/dir:${notExecutable}:${found}:/usr/bin` });
+    expect(c.pythonPath).toBe(path.join(found, 'python3'));
+    expect(c.nodejsPath).toBe(process.execPath);
+    expect(load({ PATH: notExecutable }).pythonPath).toBe('/usr/bin/python3');
+    const set = load({ PATH: found, PYTHON_PATH: '/opt/py/bin/python3', NODEJS_PATH: '/opt/node' });
+    expect([set.pythonPath, set.nodejsPath]).toEqual(['/opt/py/bin/python3', '/opt/node']);
+  });
+
   it("reads DifySandbox's stock config.yaml without a warning, Go's t and f included", () => {
     const file = yamlFile(
       "app:\n  port: 8194\n  debug: True\n  key: dify-sandbox\nmax_workers: 4\nmax_requests: 50\nworker_timeout: 5\npython_path: /usr/bin/python3\nnodejs_path: /usr/bin/node\nenable_network: t\nenable_preload: F\nlog_path: \"./logs\"\nallowed_syscalls:\nproxy:\n  socks5: ''\n  http: ''\n  https: ''\n",
