@@ -1,7 +1,15 @@
 // The runner's configuration: environment variables over an optional YAML file with
 // DifySandbox's keys. Every setting is declared once in SETTINGS; parsing, validation, the
 // defaults and the README's configuration table all come from that list.
-import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  openSync,
+  readFileSync,
+  readSync,
+  statSync,
+} from 'node:fs';
 import os from 'node:os';
 import { parse as parseYaml } from 'yaml';
 
@@ -225,8 +233,9 @@ export const SETTINGS: readonly Setting[] = [
     env: 'PYTHON_PATH',
     yaml: 'python_path',
     kind: 'string',
-    default: (env) => onPath('python3', env.PATH) ?? '/usr/bin/python3',
-    shownDefault: '`python3` on `PATH`',
+    default: (env) =>
+      isProgram(SYSTEM_PYTHON) ? SYSTEM_PYTHON : (onPath('python3', env.PATH) ?? SYSTEM_PYTHON),
+    shownDefault: '`/usr/bin/python3`, else `python3` on `PATH`',
     doc: 'the Python 3 interpreter',
   },
   {
@@ -396,19 +405,35 @@ export const SETTINGS: readonly Setting[] = [
 
 const LOCAL_DEFAULT_KEY = 'dify-sandbox';
 
-/** The first executable NAME in the directories of PATH, as a shell would find it. */
-function onPath(name: string, searchPath: string | undefined): string | undefined {
-  for (const dir of (searchPath ?? '').split(':')) {
-    if (!dir.startsWith('/')) continue; // a relative entry would depend on the working directory
-    const candidate = `${dir}/${name}`;
+const SYSTEM_PYTHON = '/usr/bin/python3';
+
+/**
+ * Whether FILE is an executable ELF program. Scripts are not: a version manager's shim (pyenv)
+ * runs a shell, which the sandbox never executes, to find the interpreter it stands for.
+ */
+function isProgram(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    if (!statSync(file).isFile()) return false;
+    const fd = openSync(file, 'r');
     try {
-      accessSync(candidate, constants.X_OK);
-      if (statSync(candidate).isFile()) return candidate;
-    } catch {
-      // not there, or not executable
+      const magic = Buffer.alloc(4);
+      return readSync(fd, magic, 0, 4, 0) === 4 && magic.toString('latin1') === '\x7fELF';
+    } finally {
+      closeSync(fd);
     }
+  } catch {
+    return false; // not there, or not executable
   }
-  return undefined;
+}
+
+/** The first NAME in the absolute directories of PATH that is a program (see isProgram). */
+export function onPath(name: string, searchPath: string | undefined): string | undefined {
+  return (searchPath ?? '')
+    .split(':')
+    .filter((dir) => dir.startsWith('/')) // a relative entry would depend on the working directory
+    .map((dir) => `${dir}/${name}`)
+    .find(isProgram);
 }
 
 /** DifySandbox keys that mean nothing here; accepted silently so its config.yaml works. */

@@ -1,9 +1,9 @@
 // Configuration: compat names, YAML under env, one clear error per bad key, docs in sync.
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, renderConfigTable } from '../../runner/src/config.js';
+import { ConfigError, loadConfig, onPath, renderConfigTable } from '../../runner/src/config.js';
 import { renderReadme } from '../../runner/src/readme.js';
 
 const yamlFile = (text: string) => {
@@ -55,19 +55,32 @@ describe('loadConfig', () => {
     ).toThrow(/^MAX_REQUESTS: 1 is below MAX_WORKERS \(2\)$/);
   });
 
-  it('finds python3 on PATH and takes the node running it, unless they are set', () => {
-    const found = mkdtempSync(path.join(os.tmpdir(), 'sbp-path-'));
-    writeFileSync(path.join(found, 'python3'), '#!/bin/sh\n', { mode: 0o755 });
-    const notExecutable = mkdtempSync(path.join(os.tmpdir(), 'sbp-path-'));
-    writeFileSync(path.join(notExecutable, 'python3'), '', { mode: 0o644 });
+  it('takes /usr/bin/python3 and the node running it by default, never a shim, unless set', () => {
+    // A version manager's shim first on PATH (pyenv's is a shell script): not an interpreter.
+    const shims = mkdtempSync(path.join(os.tmpdir(), 'sbp-path-'));
+    writeFileSync(path.join(shims, 'python3'), '#!/bin/sh\nexec python3 "$@"\n', { mode: 0o755 });
     const load = (env: NodeJS.ProcessEnv) =>
       loadConfig({ env: { API_KEY: 'k', ...env }, configPath: null });
-    const c = load({ PATH: `relative/dir:${notExecutable}:${found}:/usr/bin` });
-    expect(c.pythonPath).toBe(path.join(found, 'python3'));
+    const c = load({ PATH: `${shims}:/usr/bin` });
+    expect(c.pythonPath).toBe('/usr/bin/python3');
     expect(c.nodejsPath).toBe(process.execPath);
-    expect(load({ PATH: notExecutable }).pythonPath).toBe('/usr/bin/python3');
-    const set = load({ PATH: found, PYTHON_PATH: '/opt/py/bin/python3', NODEJS_PATH: '/opt/node' });
+    const set = load({ PATH: shims, PYTHON_PATH: '/opt/py/bin/python3', NODEJS_PATH: '/opt/node' });
     expect([set.pythonPath, set.nodejsPath]).toEqual(['/opt/py/bin/python3', '/opt/node']);
+  });
+
+  it('finds a program on PATH past relative entries, scripts and files that are not executable', () => {
+    const script = mkdtempSync(path.join(os.tmpdir(), 'sbp-path-'));
+    writeFileSync(path.join(script, 'python3'), '#!/bin/sh\n', { mode: 0o755 });
+    const notExecutable = mkdtempSync(path.join(os.tmpdir(), 'sbp-path-'));
+    copyFileSync('/bin/true', path.join(notExecutable, 'python3'));
+    chmodSync(path.join(notExecutable, 'python3'), 0o644);
+    const program = mkdtempSync(path.join(os.tmpdir(), 'sbp-path-'));
+    copyFileSync('/bin/true', path.join(program, 'python3'));
+    chmodSync(path.join(program, 'python3'), 0o755);
+    expect(onPath('python3', `relative:${script}:${notExecutable}:${program}`)).toBe(
+      path.join(program, 'python3'),
+    );
+    expect(onPath('python3', `${script}:${notExecutable}`)).toBeUndefined();
   });
 
   it("reads DifySandbox's stock config.yaml without a warning, Go's t and f included", () => {
