@@ -12,8 +12,10 @@ export function processState(pid: number | string): 'gone' | 'dying' | 'alive' {
   let stat: string;
   let status: string;
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The pending signals first: a killed process takes SIGKILL off them and only then marks
+    // itself exiting (PF_EXITING, in stat), so in this order one of the two always shows it.
     status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
     return 'gone';
   }
