@@ -29,10 +29,10 @@ async function startMain(
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   const line = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`no 'config init success' within 20 s:\n${out}`)),
-      20_000,
-    );
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // a runner that never got ready must not outlive the test
+      reject(new Error(`no 'config init success' within 20 s:\n${out}`));
+    }, 20_000);
     child.stdout.on('data', () => {
       const found = out.split('\n').find((l) => l.includes('config init success'));
       if (found !== undefined) {
@@ -105,10 +105,10 @@ describe('runner start-up', () => {
       child.stdout.on('data', (c: Buffer) => (out += c.toString()));
       try {
         const line = await new Promise<Record<string, unknown>>((resolve, reject) => {
-          const timer = setTimeout(
-            () => reject(new Error(`not listening within 30 s:\n${out}`)),
-            30_000,
-          );
+          const timer = setTimeout(() => {
+            child.kill('SIGKILL');
+            reject(new Error(`not listening within 30 s:\n${out}`));
+          }, 30_000);
           child.stdout.on('data', () => {
             const found = out.split('\n').find((l) => l.includes('listening on'));
             if (found === undefined) return;
@@ -123,8 +123,11 @@ describe('runner start-up', () => {
         const ready = await fetch(`http://127.0.0.1:${String(line.port)}/readyz`);
         expect(ready.status).toBe(503);
       } finally {
-        child.kill('SIGTERM');
-        await new Promise((resolve) => child.on('exit', resolve));
+        if (child.exitCode === null && child.signalCode === null) {
+          const exited = new Promise((resolve) => child.once('exit', resolve));
+          child.kill('SIGTERM');
+          await exited;
+        }
       }
     },
   );
