@@ -135,8 +135,7 @@ export class Reconciler {
     const fail = async (problem: Problem, retry: boolean): Promise<Outcome> => {
       obs.problem = problem;
       // The pods that exist keep running: report them.
-      obs.deployment ??= this.child('Deployment', pool, childNames(pool).deployment) as
-        V1Deployment | undefined;
+      obs.deployment ??= this.deploymentOf(pool);
       await this.writeStatus(pool, obs, log);
       return { result: 'invalid', retry };
     };
@@ -162,8 +161,7 @@ export class Reconciler {
       await this.applyChild(pool, buildService(pool), log);
       await this.applyChild(pool, buildNetworkPolicy(pool), log);
       await this.handOverReplicas(pool, log);
-      const before = this.child('Deployment', pool, childNames(pool).deployment) as
-        V1Deployment | undefined;
+      const before = this.deploymentOf(pool);
       const deployment = await this.applyChild<V1Deployment>(pool, buildDeployment(pool, ctx), log);
       obs.deployment = deployment;
       const [from, to] = [before?.spec?.replicas, deployment.spec?.replicas];
@@ -206,8 +204,7 @@ export class Reconciler {
         return fail({ reason: 'InvalidSpec', message: err.message }, false);
       // Anything else is retried with backoff; meanwhile the status says what failed.
       obs.failure = { reason: 'ApplyFailed', message: (err as Error).message };
-      obs.deployment ??= this.child('Deployment', pool, childNames(pool).deployment) as
-        V1Deployment | undefined;
+      obs.deployment ??= this.deploymentOf(pool);
       await this.writeStatus(pool, obs, log).catch((statusErr: unknown) =>
         log.debug({ err: (statusErr as Error).message }, 'could not write the status either'),
       );
@@ -219,6 +216,11 @@ export class Reconciler {
 
   private child(kind: ChildKind, pool: SandboxPool, name: string): KubeObject | undefined {
     return this.d.caches.children[kind].get(pool.metadata.namespace, name);
+  }
+
+  /** The pool's Deployment as the cache last saw it. */
+  private deploymentOf(pool: SandboxPool): V1Deployment | undefined {
+    return this.child('Deployment', pool, childNames(pool).deployment) as V1Deployment | undefined;
   }
 
   private async applyChild<T extends KubeObject>(
@@ -396,9 +398,7 @@ export class Reconciler {
     // another pool's profile was added. Pods already on a Localhost profile that it still ships
     // keep it (a pod on a new node waits for the file, the kubelet retries), rather than every
     // pool rolling to RuntimeDefault and back.
-    const current = this.child('Deployment', pool, childNames(pool).deployment) as
-      V1Deployment | undefined;
-    const inUse = current?.spec?.template.spec?.securityContext?.seccompProfile;
+    const inUse = this.deploymentOf(pool)?.spec?.template.spec?.securityContext?.seccompProfile;
     if (
       inUse?.type === 'Localhost' &&
       inUse.localhostProfile !== undefined &&

@@ -73,7 +73,7 @@ export interface Setting {
   kind: Kind;
   /** The value when neither the environment nor config.yaml sets it (or how to find it). */
   default: string | ((env: NodeJS.ProcessEnv) => string);
-  /** The default as the README's table shows it, when it is found rather than fixed. */
+  /** The default as the README's table shows it, when it depends on the machine. */
   shownDefault?: string;
   min?: number;
   max?: number;
@@ -134,6 +134,7 @@ export const SETTINGS: readonly Setting[] = [
     yaml: 'max_workers',
     kind: 'int',
     default: String(Math.min(os.availableParallelism(), 256)),
+    shownDefault: 'CPUs',
     min: 1,
     max: 256,
     doc: 'runs executing at once (default: number of CPUs, at most MAX_REQUESTS)',
@@ -587,11 +588,9 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
 /** The README's configuration table, rendered from SETTINGS. */
 export function renderConfigTable(): string {
   const rows = SETTINGS.map((s) => {
-    const def =
-      s.key === 'maxWorkers'
-        ? 'CPUs'
-        : (s.shownDefault ??
-          (s.default === '' ? '—' : `\`${typeof s.default === 'string' ? s.default : ''}\``));
+    if (s.shownDefault === undefined && typeof s.default !== 'string')
+      throw new Error(`${s.env}: a default found at start needs shownDefault`);
+    const def = s.shownDefault ?? (s.default === '' ? '—' : `\`${String(s.default)}\``);
     return `| \`${s.env}\` | \`${s.yaml}\` | ${def} | ${s.doc} |`;
   });
   return ['| env | config.yaml | default | meaning |', '|---|---|---|---|', ...rows].join('\n');
