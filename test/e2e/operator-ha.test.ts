@@ -19,6 +19,7 @@ import { startControlPlane, type ControlPlane } from '../k8s/controlplane.js';
 import {
   Api,
   OPERATOR_NAMESPACE,
+  applyDeploymentWebhook,
   applyPool as applyPoolIn,
   createNamespace,
   installOperator,
@@ -74,6 +75,18 @@ const deployment = (ns: string, pool: string) =>
 function reconciled(ns: string, pool: string, timeoutMs = 30_000): Promise<V1Deployment> {
   return waitFor(`the Deployment of ${ns}/${pool}`, () => deployment(ns, pool), timeoutMs, 500);
 }
+
+/** Waits until the seccomp installer DaemonSet has a pod scheduled on N nodes. */
+const installerScheduledOn = (n: number) =>
+  waitFor(`the installer scheduled on ${n} node(s)`, async () => {
+    const ds = await api.get<{ status?: { desiredNumberScheduled?: number } }>(
+      'apps/v1',
+      'DaemonSet',
+      OPERATOR_NAMESPACE,
+      'sandboxpool-seccomp-installer',
+    );
+    return ds?.status?.desiredNumberScheduled === n ? ds : undefined;
+  });
 
 const holder = async () =>
   (
@@ -150,34 +163,13 @@ describe('a leader that stops', () => {
     const port = (blackhole.address() as net.AddressInfo).port;
     const ns = await namespace('handover');
     const webhook = `slow-${ns}`;
-    await kubectl(
+    await applyDeploymentWebhook(
       cp,
-      ['apply', '-f', '-'],
-      cp.kubeconfigPath,
-      stringify({
-        apiVersion: 'admissionregistration.k8s.io/v1',
-        kind: 'ValidatingWebhookConfiguration',
-        metadata: { name: webhook },
-        webhooks: [
-          {
-            name: 'slow.sandboxpool.test',
-            clientConfig: { url: `https://127.0.0.1:${port}/validate` },
-            rules: [
-              {
-                apiGroups: ['apps'],
-                apiVersions: ['v1'],
-                operations: ['CREATE', 'UPDATE'],
-                resources: ['deployments'],
-              },
-            ],
-            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
-            failurePolicy: 'Ignore',
-            sideEffects: 'None',
-            admissionReviewVersions: ['v1'],
-            timeoutSeconds: 6,
-          },
-        ],
-      }),
+      webhook,
+      ns,
+      `https://127.0.0.1:${port}/validate`,
+      'Ignore',
+      6,
     );
     try {
       const g = await operator('operator-h');
@@ -334,15 +326,7 @@ describe('seccomp profile delivery', () => {
       expect(d.spec?.template.spec?.securityContext?.seccompProfile).toEqual({
         type: 'RuntimeDefault',
       });
-      await waitFor('the installer scheduled on the node', async () => {
-        const x = await api.get<{ status?: { desiredNumberScheduled?: number } }>(
-          'apps/v1',
-          'DaemonSet',
-          OPERATOR_NAMESPACE,
-          'sandboxpool-seccomp-installer',
-        );
-        return x?.status?.desiredNumberScheduled === 1 ? x : undefined;
-      });
+      await installerScheduledOn(1);
 
       // The kubelet's part, played by the test: the installer pod reports ready (its probe
       // found the profile on the node). Now the profile is everywhere: the pods switch.
@@ -390,15 +374,7 @@ describe('seccomp profile delivery', () => {
         cp.kubeconfigPath,
         stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: `${node}-b` } }),
       );
-      await waitFor('the installer scheduled on both nodes', async () => {
-        const x = await api.get<{ status?: { desiredNumberScheduled?: number } }>(
-          'apps/v1',
-          'DaemonSet',
-          OPERATOR_NAMESPACE,
-          'sandboxpool-seccomp-installer',
-        );
-        return x?.status?.desiredNumberScheduled === 2 ? x : undefined;
-      });
+      await installerScheduledOn(2);
       const busy = await waitFor('Progressing SeccompProfilePending again', async () => {
         const p = await api.get<SandboxPool>(SBP, 'SandboxPool', ns, 'strict');
         const c = p?.status?.conditions?.find((x) => x.type === 'Progressing');

@@ -23,6 +23,7 @@ import type { ControlPlaneInfo } from '../k8s/controlplane.js';
 import {
   Api,
   OPERATOR_NAMESPACE,
+  applyDeploymentWebhook,
   applyPool as applyPoolIn,
   createNamespace,
   installOperator,
@@ -283,31 +284,7 @@ describe('a SandboxPool', () => {
     await applyPool(ns, 'dify', {});
     expect((await observed(ns)).status?.observedGeneration).toBe(1);
     // An admission webhook that is down refuses every write of a Deployment here (500).
-    const webhook = stringify({
-      apiVersion: 'admissionregistration.k8s.io/v1',
-      kind: 'ValidatingWebhookConfiguration',
-      metadata: { name: `down-${ns}` },
-      webhooks: [
-        {
-          name: 'down.sandboxpool.test',
-          clientConfig: { url: 'https://127.0.0.1:1/validate' },
-          rules: [
-            {
-              apiGroups: ['apps'],
-              apiVersions: ['v1'],
-              operations: ['CREATE', 'UPDATE'],
-              resources: ['deployments'],
-            },
-          ],
-          namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
-          failurePolicy: 'Fail',
-          sideEffects: 'None',
-          admissionReviewVersions: ['v1'],
-          timeoutSeconds: 2,
-        },
-      ],
-    });
-    await kubectl(cp, ['apply', '-f', '-'], cp.kubeconfigPath, webhook);
+    await applyDeploymentWebhook(cp, `down-${ns}`, ns, 'https://127.0.0.1:1/validate', 'Fail', 2);
     try {
       await patch(ns, 'sbp', 'dify', 'merge', '{"spec":{"execution":{"timeoutSeconds":40}}}');
       const failed = await waitFor('Degraded ApplyFailed for generation 2', async () => {

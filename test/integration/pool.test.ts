@@ -126,7 +126,7 @@ describe('warm pools', () => {
   });
 });
 
-describe('/metrics', () => {
+describe('the Python zygote', () => {
   it('when the Python zygote dies, its waiting interpreters die with it, and the runner still stops', async () => {
     const other = await startTestRunner({ SANDBOX_WARM_PYTHON3: '2', SANDBOX_WARM_NODEJS: '1' });
     let closed = false;
@@ -150,7 +150,9 @@ describe('/metrics', () => {
       if (!closed) await other.close();
     }
   });
+});
 
+describe('/metrics', () => {
   it('exposes every metric of the README with its documented type', async () => {
     const text = await (await fetch(`${t.url}/metrics`)).text();
     const documented = documentedMetrics('runner-metrics');

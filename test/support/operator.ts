@@ -87,6 +87,46 @@ export function applyPool(
   return kubectl(cp, ['apply', '-f', '-'], cp.kubeconfigPath, doc);
 }
 
+/**
+ * kubectl apply of a ValidatingWebhookConfiguration NAME that sends every write of a Deployment
+ * in namespace NS to URL: a webhook that is down or never answers makes those writes fail or
+ * wait (a real admission step of the API server, not a mock of it).
+ */
+export function applyDeploymentWebhook(
+  cp: ControlPlaneInfo,
+  name: string,
+  ns: string,
+  url: string,
+  failurePolicy: 'Fail' | 'Ignore',
+  timeoutSeconds: number,
+): Promise<string> {
+  const doc = stringify({
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'ValidatingWebhookConfiguration',
+    metadata: { name },
+    webhooks: [
+      {
+        name: `${name}.sandboxpool.test`,
+        clientConfig: { url },
+        rules: [
+          {
+            apiGroups: ['apps'],
+            apiVersions: ['v1'],
+            operations: ['CREATE', 'UPDATE'],
+            resources: ['deployments'],
+          },
+        ],
+        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': ns } },
+        failurePolicy,
+        sideEffects: 'None',
+        admissionReviewVersions: ['v1'],
+        timeoutSeconds,
+      },
+    ],
+  });
+  return kubectl(cp, ['apply', '-f', '-'], cp.kubeconfigPath, doc);
+}
+
 /** Polls until `check` returns a value (not undefined); bounded, says what it last saw. */
 export async function waitFor<T>(
   what: string,
