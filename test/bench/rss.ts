@@ -1,12 +1,13 @@
 // Resident memory of a server and all its descendants, sampled from /proc (Linux only).
 // The kernel here has no /proc/<pid>/task/<tid>/children, so each sample walks /proc/*/stat.
-// During a cell the walk runs in a process of its own (rss-sampler.ts) with synchronous reads and without Pss: an
-// asynchronous walk with Pss on the timing thread cost ~40 ms of CPU per sample here (a third
-// of a core at 100 ms), taken from the very server being measured, and delayed the responses
-// it was timing. Pss (smaps_rollup walks every page table) is read once, at idle.
-import { readdirSync, readFileSync } from 'node:fs';
-import { readdir, readFile, readlink } from 'node:fs/promises';
+// During a cell the walk runs in a process of its own (rss-sampler.ts) with synchronous reads
+// and without Pss: an asynchronous walk with Pss on the timing thread cost ~40 ms of CPU per
+// sample here (a third of a core at 100 ms), taken from the very server being measured, and
+// delayed the responses it was timing. Pss (smaps_rollup walks every page table) is read once,
+// at idle.
 import { fork, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { parentIds } from '../support/processes.js';
 
 export interface RssSample {
   /** VmRSS of the server process, KiB. */
@@ -22,25 +23,12 @@ export interface RssSample {
   processes: number;
 }
 
-async function numericDirs(): Promise<number[]> {
-  const names = await readdir('/proc');
-  return names.filter((n) => /^\d+$/.test(n)).map(Number);
-}
-
-async function readText(path: string): Promise<string | null> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch {
-    return null; // the process ended between listing and reading
-  }
-}
-
 /** The pid listening on a TCP port of this host (IPv4 or IPv6), or null. */
-export async function pidListeningOn(port: number): Promise<number | null> {
+export function pidListeningOn(port: number): number | null {
   const inodes = new Set<string>();
   const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
   for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    const text = await readText(file);
+    const text = readText(file);
     if (text === null) continue;
     for (const line of text.split('\n').slice(1)) {
       const f = line.trim().split(/\s+/);
@@ -50,15 +38,20 @@ export async function pidListeningOn(port: number): Promise<number | null> {
     }
   }
   if (inodes.size === 0) return null;
-  for (const pid of await numericDirs()) {
+  for (const pid of parentIds().keys()) {
     let fds: string[];
     try {
-      fds = await readdir(`/proc/${pid}/fd`);
+      fds = readdirSync(`/proc/${pid}/fd`);
     } catch {
       continue;
     }
     for (const fd of fds) {
-      const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+      let link = '';
+      try {
+        link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        // closed meanwhile
+      }
       const m = /^socket:\[(\d+)\]$/.exec(link);
       if (m?.[1] !== undefined && inodes.has(m[1])) return pid;
     }
@@ -71,7 +64,7 @@ function vmRssKiB(status: string): number {
   return m?.[1] === undefined ? 0 : Number(m[1]);
 }
 
-function readTextSync(path: string): string | null {
+function readText(path: string): string | null {
   try {
     return readFileSync(path, 'latin1');
   } catch {
@@ -85,15 +78,7 @@ function readTextSync(path: string): string | null {
  * sampler's process). Pss only when asked (totalPssKiB is null otherwise).
  */
 export function sampleTree(pid: number, withPss: boolean): RssSample | null {
-  const parent = new Map<number, number>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const stat = readTextSync(`/proc/${name}/stat`);
-    if (stat === null) continue;
-    // pid (comm) state ppid ...; comm may contain spaces and parentheses
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    parent.set(Number(name), Number(rest[1]));
-  }
+  const parent = parentIds();
   if (!parent.has(pid)) return null;
   const tree = new Set<number>([pid]);
   for (let grew = true; grew;) {
@@ -109,14 +94,14 @@ export function sampleTree(pid: number, withPss: boolean): RssSample | null {
   let totalPssKiB: number | null = withPss ? 0 : null;
   let processes = 0;
   for (const p of tree) {
-    const status = readTextSync(`/proc/${p}/status`);
+    const status = readText(`/proc/${p}/status`);
     if (status === null) continue;
     const kib = vmRssKiB(status);
     if (p === pid) serverKiB = kib;
     totalKiB += kib;
     processes++;
     if (totalPssKiB === null) continue;
-    const pss = /^Pss:\s+(\d+)\s+kB/m.exec(readTextSync(`/proc/${p}/smaps_rollup`) ?? '');
+    const pss = /^Pss:\s+(\d+)\s+kB/m.exec(readText(`/proc/${p}/smaps_rollup`) ?? '');
     totalPssKiB = pss?.[1] === undefined ? null : totalPssKiB + Number(pss[1]);
   }
   return { serverKiB, totalKiB, totalPssKiB, processes };

@@ -61,7 +61,7 @@ function targetOf(url: string, apiKey: string, name: string): Target {
   return { name, url: u, apiKey };
 }
 
-async function pidOf(t: Target, given: string | undefined): Promise<number | null> {
+function pidOf(t: Target, given: string | undefined): number | null {
   if (given !== undefined && given !== '') return int('pid', given, 0, 1, 2 ** 22);
   const port = t.url.port === '' ? 80 : Number(t.url.port);
   return pidListeningOn(port);
@@ -154,7 +154,7 @@ async function main(): Promise<void> {
     [b, v['b-pid'] ?? env.BENCH_B_PID],
   ] as const) {
     if (t === null) continue;
-    const pid = rssIntervalMs === 0 ? null : await pidOf(t, given);
+    const pid = rssIntervalMs === 0 ? null : pidOf(t, given);
     pids.set(t.name, pid);
     const s = pid === null ? null : sampleTree(pid, true);
     idle[t.name] = {

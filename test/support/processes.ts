@@ -43,20 +43,25 @@ export async function waitGone(pid: number | string, timeoutMs = 5000): Promise<
   return true;
 }
 
-/** The process ids whose parent is PID (from /proc/N/stat). */
-export function childrenOf(pid: number): number[] {
-  const children: number[] = [];
+/** Every process of the host with its parent's id (from /proc/N/stat). */
+export function parentIds(): Map<number, number> {
+  const parents = new Map<number, number>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
       const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid)
-        children.push(Number(name));
+      // pid (comm) state ppid ...; comm may contain spaces and parentheses
+      parents.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
     } catch {
       // gone meanwhile
     }
   }
-  return children;
+  return parents;
+}
+
+/** The process ids whose parent is PID. */
+export function childrenOf(pid: number): number[] {
+  return [...parentIds()].filter(([, parent]) => parent === pid).map(([child]) => child);
 }
 
 /** The command line of process PID ('' once it is gone). */
