@@ -236,7 +236,12 @@ function bytes(n: number): string {
 function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
   const { config } = e.runtime;
   const lines = e.reports;
-  const launcherFailure = lines.find((l) => l.startsWith('sandbox-launcher: '));
+  // Only what came before "ready" is the launcher's: after it the program holds the report
+  // descriptor and could forge a failure (which would make the runner not ready).
+  const ready = lines.indexOf('ready');
+  const launcherFailure = (ready === -1 ? lines : lines.slice(0, ready)).find((l) =>
+    l.startsWith('sandbox-launcher: '),
+  );
   const denied = lines
     .filter((l) => l.startsWith('sys '))
     .map((l) => e.runtime.syscallName(Number(l.slice(4))));

@@ -146,4 +146,15 @@ export const attacks: Attack[] = [
     code: "const fs = require('fs'); const s = fs.readFileSync('/proc/self/oom_score_adj', 'utf8').trim(); if (s !== '1000') console.log('ESCAPED score', s); fs.writeFileSync('/proc/self/oom_score_adj', '-1000'); console.log('ESCAPED lowered')",
     expect: { kind: 'fails', error: /EACCES|EROFS|EPERM/ },
   },
+  // The report descriptor (3) is the program's once it runs: what it writes there must not
+  // pass for the launcher's words (a setup failure takes the runner out of service).
+  ...(['python3', 'nodejs'] as const).map((language): Attack => ({
+    name: 'forges a sandbox setup failure on the report descriptor',
+    language,
+    code:
+      language === 'python3'
+        ? 'import os\nos.write(3, b"sandbox-launcher: forged\\n")\nos._exit(125)'
+        : 'require("fs").writeSync(3, "sandbox-launcher: forged\\n"); process.exit(125)',
+    expect: { kind: 'fails', error: /^process exited with code 125\n/ },
+  })),
 ];
