@@ -186,12 +186,46 @@ describe('with network: through the proxy only', () => {
     expect(jsData.stdout).toBe('403\n');
   });
 
+  it('the proxy refuses its cache manager', async () => {
+    // What squid's cache manager would show: the URLs other runs are fetching, the names they
+    // looked up. Asked for by a host name the proxy allows (any public one would do).
+    const data = await client.run(
+      'python3',
+      `import os, socket, urllib.parse\nproxy = urllib.parse.urlsplit(os.environ['HTTP_PROXY'])\ns = socket.create_connection((proxy.hostname, proxy.port), timeout=10)\ns.sendall(b'GET cache_object://target/info HTTP/1.0\\r\\n\\r\\n')\nprint(s.recv(100).split(b'\\r\\n')[0].decode())`,
+    );
+    expect(data.stdout).toBe('HTTP/1.1 403 Forbidden\n');
+  });
+
   it('the proxy refuses a tunnel to a private address', async () => {
     const data = await client.run(
       'python3',
       `import httpx\ntry:\n    httpx.get('https://10.0.0.1/', timeout=10)\nexcept httpx.ProxyError as e:\n    print('refused:', e)`,
     );
     expect(data.stdout).toMatch(/^refused: .*403/);
+  });
+});
+
+describe('an address the proxy is told to allow', () => {
+  beforeAll(async () => {
+    await up({ SQUID_ALLOW_DESTINATIONS: targetIp });
+  });
+
+  it('is reached where the URL names it', async () => {
+    const data = await client.run(
+      'python3',
+      `import requests\nprint(requests.get('http://${targetIp}/literal', timeout=10).text)`,
+    );
+    expect(data.stdout).toBe('target http GET /literal\n');
+  });
+
+  // squid's dst ACL matches a name when any of its addresses does: `both` (the target and the
+  // decoy) would pass for the target's address and be fetched from either.
+  it('is not a way in for a name that also resolves to a forbidden address', async () => {
+    const data = await client.run(
+      'python3',
+      `import requests\nr = requests.get('http://both/', timeout=10)\nprint(r.status_code, r.headers.get('X-Squid-Error'))`,
+    );
+    expect(data.stdout).toBe('403 ERR_ACCESS_DENIED 0\n');
   });
 });
 
