@@ -23,6 +23,11 @@ export class Engine {
     private readonly metrics: RunnerMetrics,
   ) {}
 
+  /** Requests admitted and not yet answered (executing or queued). */
+  get underWay(): number {
+    return this.admitted;
+  }
+
   /** Runs the request, or throws Busy when MAX_REQUESTS runs are already admitted. */
   async run(req: ExecutionRequest, log: Logger): Promise<ExecutionResult> {
     if (this.admitted >= this.runtime.config.maxRequests) {

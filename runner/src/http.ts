@@ -11,6 +11,8 @@ import type { RunnerMetrics } from './metrics.js';
 export interface Readiness {
   ready: boolean;
   reason: string;
+  /** Set at SIGTERM: /readyz answers 503, and each connection closes after its answer. */
+  shuttingDown?: boolean;
 }
 
 interface AppDeps {
@@ -75,6 +77,7 @@ export function createApp({
     const given = req.get('x-request-id');
     const id = given !== undefined && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
     res.set('X-Request-Id', id);
+    if (readiness.shuttingDown === true) res.set('Connection', 'close');
     req.log = logger.child({ reqId: id });
     next();
   });
@@ -85,9 +88,11 @@ export function createApp({
   });
   serveHealthAndMetrics(app, metrics);
   app.get('/readyz', (_req, res) => {
+    const shuttingDown = readiness.shuttingDown === true;
+    const ready = readiness.ready && !shuttingDown;
     res
-      .status(readiness.ready ? 200 : 503)
-      .json({ ready: readiness.ready, reason: readiness.reason });
+      .status(ready ? 200 : 503)
+      .json({ ready, reason: shuttingDown ? 'shutting down' : readiness.reason });
   });
 
   const sandbox = express.Router();

@@ -21,8 +21,15 @@ async function main(): Promise<void> {
     logger.fatal({ err }, `start-up failed: ${err.message}`);
     process.exit(1);
   });
+  // The first signal drains (runs under way are answered); a second one ends at once.
+  let stopping = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const)
-    process.once(signal, () => {
+    process.on(signal, () => {
+      if (stopping) {
+        logger.warn({ signal }, 'second signal: exiting without waiting');
+        process.exit(1);
+      }
+      stopping = true;
       logger.info({ signal }, 'shutting down');
       void runner.close().then(() => process.exit(0));
     });

@@ -161,18 +161,44 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       listening,
       `listening on ${config.host}:${port}, but not ready: ${readiness.reason}`,
     );
-  const closeServer = (s: Server) =>
-    new Promise<void>((resolve) => {
-      s.close(() => resolve());
-      s.closeAllConnections();
-    });
+  const closed = (s: Server) => new Promise<void>((resolve) => s.close(() => resolve()));
   return {
     server,
     config,
+    // As Go's http.Server.Shutdown: no new connections, idle ones closed, the requests under
+    // way answered (a rolling update or an eviction must not cut the runs Dify waits for; the
+    // operator's grace period is the run timeout + 15 s), each connection closed after its
+    // answer; whatever is still open WORKER_TIMEOUT + 10 s later is cut.
     close: async () => {
       clearTimeout(recheck);
       engine.onSandboxError = undefined;
-      await Promise.all([closeServer(server), metricsServer && closeServer(metricsServer)]);
+      readiness.shuttingDown = true;
+      metrics.ready.set(0);
+      if (metricsServer !== undefined) {
+        void closed(metricsServer);
+        metricsServer.closeAllConnections();
+      }
+      const drained = closed(server);
+      // A connection whose answer went out before the shutdown began stays open for the next
+      // request: close each as soon as it is idle.
+      server.closeIdleConnections();
+      const sweep = setInterval(() => server.closeIdleConnections(), 100);
+      if (engine.underWay > 0)
+        logger.info(
+          { underWay: engine.underWay },
+          `shutting down: answering the ${engine.underWay} request(s) under way first`,
+        );
+      let deadline: NodeJS.Timeout | undefined;
+      await Promise.race([
+        drained,
+        new Promise<void>((resolve) => {
+          deadline = setTimeout(resolve, config.workerTimeoutSeconds * 1000 + 10_000);
+        }),
+      ]);
+      clearTimeout(deadline);
+      clearInterval(sweep);
+      server.closeAllConnections();
+      await drained;
       await sandboxes.stop();
     },
   };
