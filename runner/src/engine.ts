@@ -10,6 +10,11 @@ export class Busy extends Error {
   override name = 'Busy';
 }
 
+/** The client went away while its run was queued: it was never started. */
+export class Abandoned extends Error {
+  override name = 'Abandoned';
+}
+
 export class Engine {
   /** Told when a run could not be confined (the sandbox setup failed): fail closed. */
   onSandboxError?: (reason: string) => void;
@@ -36,7 +41,15 @@ export class Engine {
     }
     this.admitted++;
     const queuedAt = process.hrtime.bigint();
-    await this.acquireWorker();
+    if (!(await this.acquireWorker(req.abandoned))) {
+      this.admitted--;
+      this.metrics.executions.inc({ language: req.language, outcome: 'abandoned' });
+      log.info(
+        { language: req.language, outcome: 'abandoned' },
+        'the client went away while the run was queued: not started',
+      );
+      throw new Abandoned('the client went away');
+    }
     const startedAt = process.hrtime.bigint();
     this.metrics.queueWait.observe(Number(startedAt - queuedAt) / 1e9);
     this.metrics.inFlight.inc();
@@ -73,15 +86,27 @@ export class Engine {
     }
   }
 
-  private acquireWorker(): Promise<void> {
+  /** Resolves true with a worker, false when ABANDONED is aborted first (no worker taken). */
+  private acquireWorker(abandoned?: AbortSignal): Promise<boolean> {
     if (this.running < this.runtime.config.maxWorkers) {
       this.running++;
-      return Promise.resolve();
+      return Promise.resolve(true);
     }
+    if (abandoned?.aborted === true) return Promise.resolve(false);
     this.metrics.queued.inc();
-    return new Promise<void>((resolve) => this.waiting.push(resolve)).then(() => {
-      this.metrics.queued.dec();
-    });
+    return new Promise<boolean>((resolve) => {
+      const leave = () => {
+        const at = this.waiting.indexOf(granted);
+        if (at >= 0) this.waiting.splice(at, 1);
+        resolve(false);
+      };
+      const granted = () => {
+        abandoned?.removeEventListener('abort', leave);
+        resolve(true);
+      };
+      this.waiting.push(granted);
+      abandoned?.addEventListener('abort', leave, { once: true });
+    }).finally(() => this.metrics.queued.dec());
   }
 
   private releaseWorker(): void {

@@ -21,6 +21,7 @@ export const OUTCOMES = [
   'output_limit',
   'killed', // a signal, e.g. the dangerous set of the policy
   'sandbox_error', // the sandbox could not be set up: nothing of the user ran
+  'abandoned', // the client went away before the answer: stopped, or never started
 ] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 
@@ -29,6 +30,8 @@ export interface ExecutionRequest {
   code: string;
   preload: string;
   network: boolean;
+  /** Aborted when the client goes away: the run is stopped (nobody waits for its answer). */
+  abandoned?: AbortSignal;
 }
 
 export interface ExecutionResult {
@@ -143,6 +146,8 @@ export async function runRequest(
       watchdog.start();
     }
     streams.stdin.end(JSON.stringify({ code: req.code, preload: req.preload }));
+    req.abandoned?.addEventListener('abort', () => kill('abandoned'), { once: true });
+    if (req.abandoned?.aborted === true) kill('abandoned');
   } else {
     proc.kill();
   }
@@ -273,6 +278,7 @@ function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
     disk_limit: `error: disk limit exceeded (${bytes(config.maxDiskBytes)} or ${config.maxFiles} files in the run's directory)`,
     open_files_limit: `error: open file limit exceeded (${config.maxOpenFiles})`,
     thread_limit: `error: thread limit exceeded (${config.maxThreads})`,
+    abandoned: 'error: the client went away',
   };
   const limitFail = (outcome: Outcome) => fail(outcome, limit[outcome] ?? `error: ${outcome}`);
   if (e.limitHit !== undefined) return limitFail(e.limitHit);

@@ -5,7 +5,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Logger } from 'pino';
 import { LANGUAGES, type Language, type RunnerConfig } from './config.js';
 import { installPackages, listDependencies } from './dependencies.js';
-import { Busy, type Engine } from './engine.js';
+import { Abandoned, Busy, type Engine } from './engine.js';
 import type { RunnerMetrics } from './metrics.js';
 
 export interface Readiness {
@@ -146,6 +146,12 @@ export function createApp({
       res.status(503).json(envelope(-503, `sandbox not ready: ${readiness.reason}`));
       return;
     }
+    // A client that gives up (Dify's read timeout) waits for nothing: its run is dropped from
+    // the queue or stopped, so that the worker serves a client still waiting.
+    const gone = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
     try {
       const result = await engine.run(
         {
@@ -155,6 +161,7 @@ export function createApp({
           // Network only when the configuration allows it; otherwise the run goes ahead
           // without network and a socket attempt says "network is disabled".
           network: enableNetwork === true && config.enableNetwork,
+          abandoned: gone.signal,
         },
         req.log,
       );
@@ -171,6 +178,7 @@ export function createApp({
         res.status(503).json(envelope(-503, 'Too many requests'));
         return;
       }
+      if (err instanceof Abandoned) return; // nobody to answer
       throw err;
     }
   });

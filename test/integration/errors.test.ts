@@ -207,4 +207,38 @@ describe('backpressure', () => {
       await small.close();
     }
   });
+
+  it('a client that goes away frees its place: queued, never started; running, stopped', async () => {
+    const small = await startTestRunner({ MAX_WORKERS: '1', MAX_REQUESTS: '2' });
+    const giveUp = (code: string, ms: number) =>
+      fetch(`${small.url}/v1/sandbox/run`, {
+        method: 'POST',
+        headers: { 'X-Api-Key': TEST_KEY, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ language: 'python3', code }),
+        signal: AbortSignal.timeout(ms),
+      }).then(
+        () => 'answered',
+        () => 'gave up',
+      );
+    try {
+      const started = Date.now();
+      const running = giveUp('import time; time.sleep(30)', 1500);
+      await new Promise((r) => setTimeout(r, 300));
+      const queued = giveUp('print("queued")', 500);
+      expect(await queued).toBe('gave up');
+      // Its place is free (one running + this one = MAX_REQUESTS), and the worker is the
+      // next client's once the first one has given up too, not after its 30 s.
+      const next = await small.post({ language: 'python3', code: 'print(3)' });
+      expect(next.status).toBe(200);
+      expect(next.body.data?.stdout).toBe('3\n');
+      expect(Date.now() - started).toBeLessThan(8000);
+      expect(await running).toBe('gave up');
+      const metrics = await (await fetch(`${small.url}/metrics`)).text();
+      expect(metrics).toMatch(
+        /^sandbox_executions_total\{language="python3",outcome="abandoned"\} 2$/m,
+      );
+    } finally {
+      await small.close();
+    }
+  });
 });
