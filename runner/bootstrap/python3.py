@@ -90,6 +90,8 @@ def main():
     module.__builtins__ = __builtins__
     # As for a script (DifySandbox runs the code from one): os.path.dirname(__file__) works.
     module.__file__ = os.path.join(os.getcwd(), "code.py")
+    # And argv as for that script (not the bootstrap's or the zygote's own arguments).
+    sys.argv = [module.__file__]
     sys.modules["__main__"] = module
     try:
         if request.get("preload"):

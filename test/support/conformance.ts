@@ -112,6 +112,11 @@ export function conformanceSuite(client: () => DifyClient): void {
       expect(data.stdout).toBe('code.py True\n');
     });
 
+    it('has argv as that script has (nothing of the bootstrap or the zygote)', async () => {
+      const data = await c.run('python3', 'import sys\nprint(sys.argv == [__file__])');
+      expect(data.stdout).toBe('True\n');
+    });
+
     it('a failing preload fails the run with its traceback', async () => {
       const data = await c.run('python3', 'print("not reached")', {
         preload: 'raise RuntimeError("preload broke")',
