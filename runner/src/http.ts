@@ -184,7 +184,13 @@ export function createApp({
   });
 
   const dependencies = (install: boolean) => async (req: Request, res: Response) => {
-    const lang = parseLanguage(req.query.language);
+    // DifySandbox binds it from the query, or from a JSON body (its update route is a POST).
+    const body: unknown = req.body;
+    const fromBody =
+      body !== null && typeof body === 'object'
+        ? (body as Record<string, unknown>).language
+        : undefined;
+    const lang = parseLanguage(req.query.language ?? fromBody);
     if (lang === undefined) {
       res.status(400).json(envelope(-400, 'unsupported language'));
       return;

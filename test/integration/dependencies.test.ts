@@ -57,6 +57,17 @@ describe('installed at start', () => {
     });
   });
 
+  it('the update route takes the language from a JSON body too, as DifySandbox binds it', async () => {
+    const res = await fetch(`${t.url}/v1/sandbox/dependencies/update`, {
+      method: 'POST',
+      headers: { 'X-Api-Key': t.config.apiKey, 'Content-Type': 'application/json' },
+      body: JSON.stringify({ language: 'python3' }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { data: { dependencies: unknown[] } };
+    expect(body.data.dependencies).toContainEqual({ name: 'tabulate', version: '0.9.0' });
+  });
+
   it('sandboxed code cannot modify or replace an installed package', async () => {
     const py = await t.run(
       'python3',
