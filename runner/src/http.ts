@@ -79,6 +79,15 @@ export function createApp({
     res.set('X-Request-Id', id);
     if (readiness.shuttingDown === true) res.set('Connection', 'close');
     req.log = logger.child({ reqId: id });
+    // Runs log their own line ("execution finished"); a refused request (a wrong key, a full
+    // queue, a bad body) gets this one, so that an operator sees it in the logs too.
+    res.once('finish', () => {
+      if (res.statusCode >= 400)
+        req.log.warn(
+          { method: req.method, path: req.originalUrl.split('?')[0], status: res.statusCode },
+          `answered ${res.statusCode}`,
+        );
+    });
     next();
   });
 

@@ -242,3 +242,32 @@ describe('backpressure', () => {
     }
   });
 });
+
+describe('logs', () => {
+  it('a refused request gets a line with its reqId and status', async () => {
+    const p = await startTestRunner({}, { mode: 'unprivileged' });
+    try {
+      const res = await fetch(`${p.url}/v1/sandbox/run`, {
+        method: 'POST',
+        headers: { 'X-Api-Key': 'wrong', 'X-Request-Id': 'refused-1' },
+        body: '{}',
+      });
+      expect(res.status).toBe(401);
+      const deadline = Date.now() + 5000;
+      const line = () =>
+        p.logs!()
+          .split('\n')
+          .find((l) => l.includes('"reqId":"refused-1"'));
+      while (line() === undefined && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(JSON.parse(line() ?? '{}')).toMatchObject({
+        reqId: 'refused-1',
+        status: 401,
+        path: '/v1/sandbox/run',
+        msg: 'answered 401',
+      });
+    } finally {
+      await p.close();
+    }
+  });
+});

@@ -44,6 +44,8 @@ export interface TestRunner {
   runner?: StartedRunner;
   /** Whether the runner process is still running. */
   alive(): boolean;
+  /** What a runner process wrote (its log lines, the last 100 kB); not for in-process ones. */
+  logs?: () => string;
   /** POST /v1/sandbox/run; returns HTTP status and the parsed body. */
   post(
     body: unknown,
@@ -129,7 +131,7 @@ export async function startTestRunner(
   };
 }
 
-type Started = Pick<TestRunner, 'url' | 'pid' | 'uid' | 'runner' | 'alive' | 'close'>;
+type Started = Pick<TestRunner, 'url' | 'pid' | 'uid' | 'runner' | 'alive' | 'logs' | 'close'>;
 
 async function startInProcess(config: RunnerConfig): Promise<Started> {
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
@@ -213,6 +215,7 @@ async function startProcess(
     pid: child.pid!,
     uid,
     alive: () => !exited,
+    logs: () => out,
     close: async () => {
       if (exited) return;
       const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
