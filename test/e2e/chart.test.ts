@@ -137,6 +137,11 @@ describe('the chart', () => {
         ['--set', 'leaderElection.retryPeriodSeconds=9'],
         /retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds/,
       ],
+      // The alerts without the labels the ServiceMonitors add: NoLeader would fire for ever.
+      [
+        [...WITH_MONITORING, '--set', 'metrics.serviceMonitor.enabled=false'],
+        /metrics\.prometheusRule\.enabled needs metrics\.serviceMonitor\.enabled/,
+      ],
     ];
     for (const [args, message] of refusals)
       await expect(helm(['template', 'x', CHART, ...args]), args.join(' ')).rejects.toThrow(
