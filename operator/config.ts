@@ -22,6 +22,7 @@ export interface OperatorConfig {
   resyncSeconds: number;
   /** Reconciles running at once. */
   workers: number;
+  /** '': every address, IPv6 and IPv4. */
   listenHost: string;
   listenPort: number;
   /** The pod seccomp profile (JSON) for podProfile Localhost. */
@@ -61,7 +62,8 @@ export function loadOperatorConfig(env: NodeJS.ProcessEnv = process.env): Operat
     throw new OperatorConfigError(
       `SANDBOXPOOL_WATCH_NAMESPACE: '${watchNamespace}' is not a namespace name`,
     );
-  const listen = env.SANDBOXPOOL_OPERATOR_LISTEN || '0.0.0.0:8080';
+  // No host (':8080'): every address, IPv6 and IPv4 (an IPv6-only cluster probes the pod's IPv6).
+  const listen = env.SANDBOXPOOL_OPERATOR_LISTEN || ':8080';
   const m = /^(.*):(\d+)$/.exec(listen);
   if (!m)
     throw new OperatorConfigError(
@@ -94,7 +96,7 @@ export function loadOperatorConfig(env: NodeJS.ProcessEnv = process.env): Operat
     retryPeriodSeconds,
     resyncSeconds: int(env, 'SANDBOXPOOL_RESYNC_SECONDS', 300, 5, 86400),
     workers: int(env, 'SANDBOXPOOL_WORKERS', 2, 1, 32),
-    listenHost: m[1] ?? '0.0.0.0',
+    listenHost: (m[1] ?? '').replace(/^\[(.*)\]$/, '$1'), // [::1]:8080 names ::1
     listenPort,
     seccompProfilePath: env.SANDBOXPOOL_SECCOMP_PROFILE || DEFAULT_SECCOMP_PROFILE,
     seccompInstallerImage: env.SANDBOXPOOL_SECCOMP_INSTALLER_IMAGE || runnerImage,

@@ -64,7 +64,7 @@ function serve(
         typeof address === 'object' && address !== null ? address.port : config.listenPort;
       logger.info(
         { host: config.listenHost, port },
-        `serving /healthz, /readyz and /metrics on ${config.listenHost}:${port}`,
+        `serving /healthz, /readyz and /metrics on ${config.listenHost || '*'}:${port}`,
       );
       resolve(server);
     });

@@ -1,4 +1,6 @@
 // The operator's configuration: defaults, and one clear error per bad variable.
+import { once } from 'node:events';
+import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_RUNNER_IMAGE,
@@ -19,11 +21,25 @@ describe('operator configuration', () => {
       leaseDurationSeconds: 12,
       renewDeadlineSeconds: 8,
       retryPeriodSeconds: 2,
-      listenHost: '0.0.0.0',
+      listenHost: '',
       listenPort: 8080,
       watchNamespace: '',
     });
     expect(loadOperatorConfig({ SANDBOXPOOL_RUNNER_IMAGE: 'r/x:1' }).runnerImage).toBe('r/x:1');
+  });
+
+  it('listens on every address by default (an IPv6-only cluster probes the pod over IPv6)', async () => {
+    expect(loadOperatorConfig({}).listenHost).toBe('');
+    expect(loadOperatorConfig({ SANDBOXPOOL_OPERATOR_LISTEN: '[::1]:9090' })).toMatchObject({
+      listenHost: '::1',
+      listenPort: 9090,
+    });
+    // What the empty host means to Node.js: the IPv6 wildcard, which takes IPv4 too.
+    const server = createServer().listen(0, loadOperatorConfig({}).listenHost);
+    await once(server, 'listening');
+    const address = server.address();
+    server.close();
+    expect(typeof address === 'object' && address?.address).toBe('::');
   });
 
   it.each([
