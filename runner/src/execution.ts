@@ -2,7 +2,7 @@
 // enforce the wall-clock timeout, and explain how it ended in the words of api.md.
 import type { Readable } from 'node:stream';
 import type { Language } from './config.js';
-import { SETUP_FAILED, type Exit, type SandboxProcess } from './process.js';
+import { REPORTS_OVERFLOW, SETUP_FAILED, type Exit, type SandboxProcess } from './process.js';
 import type { Runtime } from './runtime.js';
 import { measureTree, Watchdog } from './watchdog.js';
 
@@ -282,6 +282,7 @@ function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
   };
   const limitFail = (outcome: Outcome) => fail(outcome, limit[outcome] ?? `error: ${outcome}`);
   if (e.limitHit !== undefined) return limitFail(e.limitHit);
+  if (lines.at(-1) === REPORTS_OVERFLOW) return limitFail('output_limit');
   if (e.signal === 'SIGXCPU') return limitFail('cpu_limit');
   // SIGKILL that the runner did not send: the hard CPU limit, a second after the soft one
   // (the program ignored SIGXCPU).

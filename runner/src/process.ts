@@ -45,16 +45,30 @@ export interface SandboxProcess {
 }
 
 const REPORT_LOG_LIMIT = 1000;
+/** Bytes of report lines a process may send (a line per refused call: ~100000 lines). */
+const REPORT_BYTES_LIMIT = 1024 * 1024;
+/** The last report line of a process killed for sending more: its run failed on output. */
+export const REPORTS_OVERFLOW = 'reports over the limit';
 
 /**
  * Records report lines (the first REPORT_LOG_LIMIT - 1 and always the latest, which may be the
  * bootstrap's "exit N" after any number of denials); resolves true at "ready", false when the
- * stream closes first.
+ * stream closes first. A process that sends more than REPORT_BYTES_LIMIT is killed (KILL): the
+ * descriptor is the program's once it runs, and reading without end would keep the runner busy.
  */
-function watchReports(stream: Readable, log: string[]): Promise<boolean> {
+function watchReports(stream: Readable, log: string[], kill: () => void): Promise<boolean> {
   return new Promise((resolve) => {
     let rest = '';
+    let bytes = 0;
     stream.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > REPORT_BYTES_LIMIT) {
+        if (bytes - chunk.length <= REPORT_BYTES_LIMIT) {
+          log[Math.min(log.length, REPORT_LOG_LIMIT - 1)] = REPORTS_OVERFLOW;
+          kill();
+        }
+        return; // drained unread until it closes
+      }
       const lines = (rest + chunk.toString('utf8')).split('\n');
       rest = (lines.pop() ?? '').slice(0, 4096);
       for (const line of lines) {
@@ -120,26 +134,27 @@ export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
   });
   let gone = false;
   void exit.then(() => (gone = true));
+  const kill = () => {
+    // Not once it has exited: its process group id may belong to someone else by then.
+    if (gone) return;
+    try {
+      if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
   return {
     id,
     reportLog,
     pid: child.pid,
-    ready: watchReports(streams.reports, reportLog),
+    ready: watchReports(streams.reports, reportLog, kill),
     streams: () => streams,
     // Drained only after the exit: until then a run may still attach its collectors.
     ended: exit.then(async (e) => {
       await Promise.all([closed(streams.stdout), closed(streams.stderr), closed(streams.reports)]);
       return e;
     }),
-    kill() {
-      // Not once it has exited: its process group id may belong to someone else by then.
-      if (gone) return;
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    },
+    kill,
   };
 }
 
@@ -183,7 +198,8 @@ class ZygoteChild implements SandboxProcess {
   attach(stream: number, socket: net.Socket): boolean {
     if (!(stream >= 0 && stream <= 2) || this.sockets[stream] !== undefined) return false;
     this.sockets[stream] = socket;
-    if (stream === 0) void watchReports(socket, this.reportLog).then(this.reported);
+    if (stream === 0)
+      void watchReports(socket, this.reportLog, () => this.kill()).then(this.reported);
     if (this.sockets.every((s) => s !== undefined)) this.connected();
     return true;
   }

@@ -146,8 +146,19 @@ export const attacks: Attack[] = [
     code: "const fs = require('fs'); const s = fs.readFileSync('/proc/self/oom_score_adj', 'utf8').trim(); if (s !== '1000') console.log('ESCAPED score', s); fs.writeFileSync('/proc/self/oom_score_adj', '-1000'); console.log('ESCAPED lowered')",
     expect: { kind: 'fails', error: /EACCES|EROFS|EPERM/ },
   },
-  // The report descriptor (3) is the program's once it runs: what it writes there must not
-  // pass for the launcher's words (a setup failure takes the runner out of service).
+  // The report descriptor (3) is the program's once it runs: what it writes there is bounded
+  // (the runner reads every byte of it) ...
+  ...(['python3', 'nodejs'] as const).map((language): Attack => ({
+    name: 'floods the report descriptor',
+    language,
+    code:
+      language === 'python3'
+        ? 'import os\nbuf = b"\\n" * 65536\nwhile True:\n    os.write(3, buf)'
+        : 'const fs = require("fs"); const b = Buffer.alloc(65536, 10); for (;;) fs.writeSync(3, b)',
+    expect: OUTPUT,
+  })),
+  // ... and must not pass for the launcher's words (a setup failure takes the runner out of
+  // service).
   ...(['python3', 'nodejs'] as const).map((language): Attack => ({
     name: 'forges a sandbox setup failure on the report descriptor',
     language,
