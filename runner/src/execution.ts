@@ -141,7 +141,12 @@ export async function runRequest(
       // (its tmpfs); otherwise the watchdog does.
       const limits = runtime.asRoot
         ? {}
-        : { threads: config.maxThreads, diskBytes: config.maxDiskBytes, files: config.maxFiles };
+        : {
+            threads: config.maxThreads,
+            diskBytes: config.maxDiskBytes,
+            files: config.maxFiles,
+            fileBytes: config.maxFileBytes,
+          };
       watchdog = new Watchdog(proc.pid, proc.id.workdir, limits, kill);
       watchdog.start();
     }

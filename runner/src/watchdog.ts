@@ -15,6 +15,8 @@ export interface WatchdogLimits {
   threads?: number;
   diskBytes?: number;
   files?: number;
+  /** The most one file can hold (RLIMIT_FSIZE), for files measured otherwise not at all. */
+  fileBytes?: number;
 }
 
 export type Breach = 'thread_limit' | 'disk_limit';
@@ -49,11 +51,13 @@ export class Watchdog {
     this.busy = true;
     try {
       await this.sample();
-      const { threads, diskBytes, files } = this.limits;
+      const { threads, diskBytes, files, fileBytes = 0 } = this.limits;
       if (threads !== undefined && this.threads > threads) return this.breach('thread_limit');
       if (diskBytes !== undefined && files !== undefined && this.ticks++ % DISK_EVERY === 0) {
         const usage = await measureTree(this.workdir, files + 1);
-        if (usage.entries > files || usage.bytes > diskBytes) return this.breach('disk_limit');
+        const held = await measureHeld(this.pid, this.workdir, fileBytes);
+        if (usage.entries > files || usage.bytes + held > diskBytes)
+          return this.breach('disk_limit');
       }
     } catch {
       // the process or its directory is gone: the run is ending anyway
@@ -111,4 +115,35 @@ export async function measureTree(
     }
   }
   return { bytes, entries };
+}
+
+/**
+ * Bytes in files of DIR that process PID holds although they have no name there any more
+ * (deleted while open or mapped, or made with O_TMPFILE): the walk of DIR cannot see them, yet
+ * they take space until the process lets go. A file it only maps, with no descriptor to measure
+ * it by (map_files needs CAP_SYS_ADMIN), counts as FILE_BYTES, the most a file can hold.
+ */
+export async function measureHeld(pid: number, dir: string, fileBytes: number): Promise<number> {
+  const prefix = `${dir}/`;
+  const deleted = (target: string) => target.startsWith(prefix) && target.endsWith(' (deleted)');
+  const counted = new Set<number>(); // inodes (all on DIR's filesystem)
+  let bytes = 0;
+  const fdDir = `/proc/${pid}/fd`;
+  for (const fd of await fs.readdir(fdDir).catch(() => [])) {
+    const target = await fs.readlink(`${fdDir}/${fd}`).catch(() => '');
+    if (!deleted(target)) continue;
+    const st = await fs.stat(`${fdDir}/${fd}`).catch(() => undefined);
+    if (st === undefined || counted.has(st.ino)) continue;
+    counted.add(st.ino);
+    bytes += st.blocks * 512;
+  }
+  const maps = await fs.readFile(`/proc/${pid}/maps`, 'utf8').catch(() => '');
+  for (const line of maps.split('\n')) {
+    // address perms offset dev inode path
+    const m = /^\S+ \S+ \S+ \S+ (\d+) +(.*)$/.exec(line);
+    if (m === null || !deleted(m[2]!) || counted.has(Number(m[1]))) continue;
+    counted.add(Number(m[1]));
+    bytes += fileBytes;
+  }
+  return bytes;
 }

@@ -166,6 +166,19 @@ print("ESCAPED", changed) if changed else print("BLOCKED")
     expect: { kind: 'limit', error: DISK },
   },
   {
+    // Deleted while open: no name in the directory, the space still taken.
+    name: 'fills the disk with files it deletes but keeps open',
+    language: 'python3',
+    code: 'import os, time\nfds = []\nfor i in range(12):\n    fd = os.open(f"h{i}", os.O_CREAT | os.O_RDWR, 0o600)\n    os.write(fd, b"x" * (3 << 20))\n    os.unlink(f"h{i}")\n    fds.append(fd)\ntime.sleep(3)\nprint("ESCAPED")',
+    expect: { kind: 'limit', error: DISK },
+  },
+  {
+    name: 'fills the disk with files it deletes but keeps mapped',
+    language: 'python3',
+    code: 'import ctypes, os, time\nlibc = ctypes.CDLL(None)\nlibc.mmap.restype = ctypes.c_void_p\nlibc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]\nfor i in range(12):\n    fd = os.open(f"m{i}", os.O_CREAT | os.O_RDWR, 0o600)\n    os.write(fd, b"x" * (3 << 20))\n    assert libc.mmap(None, 4096, 1, 1, fd, 0) not in (None, 2**64 - 1)\n    os.close(fd)\n    os.unlink(f"m{i}")\ntime.sleep(3)\nprint("ESCAPED")',
+    expect: { kind: 'limit', error: DISK },
+  },
+  {
     name: 'CVE-2024-28189: leaves symlinks and an unreadable tree for the cleanup',
     language: 'python3',
     code: (c) =>
