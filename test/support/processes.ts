@@ -13,7 +13,8 @@ export function processState(pid: number | string): 'gone' | 'dying' | 'alive' {
   let status: string;
   try {
     // The pending signals first: a killed process takes SIGKILL off them and only then marks
-    // itself exiting (PF_EXITING, in stat), so in this order one of the two always shows it.
+    // itself exiting (PF_EXITING, in stat); in this order only a read inside that short gap
+    // misses it (the other order would miss it whenever the gap falls between the two reads).
     status = readFileSync(`/proc/${pid}/status`, 'utf8');
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
