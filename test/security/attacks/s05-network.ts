@@ -54,6 +54,14 @@ export const attacks: Attack[] = [
     expect: { kind: 'denied', syscall: 'socket' },
   },
   {
+    // A datagram pair can sendto() any datagram socket by path (/dev/log, say), pair or not.
+    name: 'a unix datagram pair, with network enabled',
+    language: 'python3',
+    network: true,
+    code: 'import socket\na, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)\nprint("ESCAPED")',
+    expect: { kind: 'denied', syscall: 'socketpair' },
+  },
+  {
     name: 'a TCP server, with network enabled',
     language: 'python3',
     network: true,
