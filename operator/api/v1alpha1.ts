@@ -442,7 +442,7 @@ export const sandboxPoolSpecSchema = object(
       },
       {
         description: 'CPU and memory of the runner container.',
-        default: { requests: { cpu: '500m', memory: '512Mi' }, limits: { memory: '1Gi' } },
+        default: { requests: { cpu: '500m', memory: '512Mi' }, limits: { memory: '1536Mi' } },
       },
     ),
     workDir: object(

@@ -129,7 +129,7 @@ describe('Deployment', () => {
     expect(c.readinessProbe?.httpGet?.path).toBe('/readyz');
     expect(c.resources).toEqual({
       requests: { cpu: '500m', memory: '512Mi' },
-      limits: { memory: '1Gi' },
+      limits: { memory: '1536Mi' },
     });
     expect(c.image).toBe('sandboxpool/runner:test');
     expect(c.env).toContainEqual({

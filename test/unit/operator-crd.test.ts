@@ -58,7 +58,7 @@ describe('the SandboxPool CRD', () => {
       network: { enabled: true, allowedCIDRs: [], allowedClients: [{ podSelector: {} }] },
       dependencies: { python: [], nodejs: [] },
       seccomp: { podProfile: 'RuntimeDefault', extraSyscalls: [] },
-      resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { memory: '1Gi' } },
+      resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { memory: '1536Mi' } },
       workDir: { medium: 'Disk', sizeLimit: '1Gi' },
       logLevel: 'info',
       podTemplate: {},
