@@ -51,7 +51,7 @@ export function runnerSettings(pool: SandboxPool): RenderedSettings {
   const { execution, network, seccomp, dependencies, logLevel } = pool.spec;
   const proxy = network.enabled ? network.egressProxy : undefined;
   return {
-    host: '0.0.0.0',
+    host: '', // every address: a pod of an IPv6-only cluster is probed over IPv6
     port: RUNNER_PORT,
     metricsPort: METRICS_PORT,
     workerTimeoutSeconds: execution.timeoutSeconds,

@@ -108,7 +108,7 @@ export const SETTINGS: readonly Setting[] = [
     yaml: 'app.host',
     kind: 'string',
     default: '0.0.0.0',
-    doc: 'listen address; `127.0.0.1` for local use',
+    doc: "listen address; `127.0.0.1` for local use; `''` (in config.yaml) every address, IPv6 and IPv4",
   },
   {
     key: 'apiKey',
@@ -551,7 +551,7 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
   if (config.apiKey === '') {
     if (!loopback)
       throw new ConfigError(
-        `API_KEY: required when listening on ${config.host} (set API_KEY, or SANDBOX_HOST=127.0.0.1 for local use)`,
+        `API_KEY: required when listening on ${config.host || 'every address'} (set API_KEY, or SANDBOX_HOST=127.0.0.1 for local use)`,
       );
     config.apiKey = LOCAL_DEFAULT_KEY;
     config.apiKeyDefaulted = true;

@@ -128,6 +128,8 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   };
 
   const server = await new Promise<Server>((resolve, reject) => {
+    // '' (every address): Node.js's default, the IPv6 wildcard that takes IPv4 too, or IPv4
+    // alone on a kernel without IPv6.
     const s = app.listen(config.port, config.host, () => resolve(s));
     s.once('error', reject);
   });
@@ -155,11 +157,11 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     ...(metricsServer ? { metricsPort: config.metricsPort } : {}),
   };
   if (readiness.ready)
-    logger.info(listening, `config init success: listening on ${config.host}:${port}`);
+    logger.info(listening, `config init success: listening on ${config.host || '*'}:${port}`);
   else
     logger.error(
       listening,
-      `listening on ${config.host}:${port}, but not ready: ${readiness.reason}`,
+      `listening on ${config.host || '*'}:${port}, but not ready: ${readiness.reason}`,
     );
   const closed = (s: Server) => new Promise<void>((resolve) => s.close(() => resolve()));
   return {

@@ -72,6 +72,22 @@ describe('runner start-up', () => {
     expect(r.stdout).toBe('');
   });
 
+  it("with host '' (config.yaml) serves on every address, IPv4 and IPv6", async () => {
+    const config = path.join(mkdtempSync(path.join(os.tmpdir(), 'sbp-host-')), 'config.yaml');
+    writeFileSync(config, "app:\n  host: ''\n");
+    // An empty variable is no setting: config.yaml's host counts.
+    const { child, line } = await startMain({ SANDBOX_HOST: '', SANDBOX_CONFIG: config });
+    try {
+      expect(line.msg).toMatch(/^config init success: listening on \*:\d+$/);
+      for (const host of ['127.0.0.1', '[::1]'])
+        expect((await fetch(`http://${host}:${line.port as number}/health`)).status, host).toBe(
+          200,
+        );
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it("logs 'config init success' in JSON once it serves, and stops on SIGTERM", async () => {
     const { child, line, out } = await startMain({});
     expect(line.port).toBeGreaterThan(0);

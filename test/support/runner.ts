@@ -198,7 +198,7 @@ async function startProcess(
     }, 60_000);
     const look = () => {
       // Ready ('config init success: listening on ...') or not ('listening on ..., but not ready').
-      const m = /listening on [\d.]+:(\d+)/.exec(out);
+      const m = /listening on \S+:(\d+)/.exec(out);
       if (m === null) return;
       clearTimeout(timer);
       child.stdout!.off('data', look);

@@ -105,7 +105,7 @@ describe('runner contract', () => {
       expect(port('metrics')).toBe(config.metricsPort);
       const scratch = container.volumeMounts!.find((m) => m.name === 'scratch')!;
       expect(config.workDir.startsWith(`${scratch.mountPath}/`)).toBe(true);
-      expect(config.host).toBe('0.0.0.0');
+      expect(config.host).toBe(''); // every address, IPv6 and IPv4
       // A run may last workerTimeoutSeconds; the pod waits longer than that when stopped.
       expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(config.workerTimeoutSeconds);
     },
