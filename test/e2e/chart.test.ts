@@ -454,7 +454,7 @@ describe('the operator image', () => {
         '-e',
         `POD_NAMESPACE=${ns}`,
         ...env.flatMap((e) => ['-e', e]),
-        // Last: a free loopback port instead of the chart's 0.0.0.0:8080.
+        // Last: a free loopback port instead of the chart's :8080.
         '-e',
         `SANDBOXPOOL_OPERATOR_LISTEN=127.0.0.1:${port}`,
         OPERATOR_IMAGE,
