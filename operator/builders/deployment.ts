@@ -23,6 +23,13 @@ import {
 
 /** The runner's user and group in the pod (any non-root id works: it needs no capabilities). */
 export const RUNNER_UID = 10001;
+
+/**
+ * A deleted pod leaves its Service's endpoints a moment after it is sent SIGTERM, and new
+ * connections reach it until then (Dify does not retry them): it keeps serving that long (a
+ * preStop sleep), then drains, answering the runs under way within the run timeout + 10 s.
+ */
+export const PRE_STOP_SECONDS = 5;
 export const API_KEY_VERSION_ANNOTATION = 'sandboxpool.dev/api-key-version';
 
 /** How long a pod may take to start listening before the kubelet restarts it. */
@@ -51,8 +58,8 @@ export function buildPodSpec(pool: SandboxPool, ctx: BuildContext): V1PodSpec {
     serviceAccountName: childNames(pool).serviceAccount,
     automountServiceAccountToken: false,
     enableServiceLinks: false,
-    // A run may take timeoutSeconds; let the ones in flight finish.
-    terminationGracePeriodSeconds: spec.execution.timeoutSeconds + 15,
+    // The preStop sleep, then the drain (at most timeoutSeconds + 10 s), and a margin.
+    terminationGracePeriodSeconds: PRE_STOP_SECONDS + spec.execution.timeoutSeconds + 15,
     securityContext: {
       runAsNonRoot: true,
       runAsUser: RUNNER_UID,
@@ -112,6 +119,7 @@ export function buildPodSpec(pool: SandboxPool, ctx: BuildContext): V1PodSpec {
           timeoutSeconds: 3,
           failureThreshold: 2,
         },
+        lifecycle: { preStop: { exec: { command: ['/bin/sleep', String(PRE_STOP_SECONDS)] } } },
         terminationMessagePolicy: 'FallbackToLogsOnError',
       },
     ],

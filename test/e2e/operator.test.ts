@@ -299,9 +299,10 @@ describe('a SandboxPool', () => {
       expect(condition(failed, 'Ready')?.observedGeneration).toBe(1);
       expect(condition(failed, 'Progressing')?.observedGeneration).toBe(1);
       expect((await child.configMap(ns))?.data?.['config.yaml']).toContain('worker_timeout: 40');
+      // The grace period of a 40 s timeout: 5 s preStop + 40 + 15.
       expect(
         (await child.deployment(ns))?.spec?.template.spec?.terminationGracePeriodSeconds,
-      ).not.toBe(55);
+      ).not.toBe(60);
     } finally {
       await kubectl(cp, [
         'delete',
@@ -314,7 +315,7 @@ describe('a SandboxPool', () => {
     const caughtUp = await observed(ns, 'dify', 60_000);
     expect(condition(caughtUp, 'Degraded')?.reason).toBe('AsExpected');
     expect((await child.deployment(ns))?.spec?.template.spec?.terminationGracePeriodSeconds).toBe(
-      55,
+      60,
     );
   });
 

@@ -108,6 +108,12 @@ describe('runner contract', () => {
       expect(config.host).toBe(''); // every address, IPv6 and IPv4
       // A run may last workerTimeoutSeconds; the pod waits longer than that when stopped.
       expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(config.workerTimeoutSeconds);
+      // ... and longer than its preStop sleep plus the runner's drain (WORKER_TIMEOUT + 10 s).
+      const sleep = container.lifecycle?.preStop?.exec?.command;
+      expect(sleep?.[0]).toBe('/bin/sleep');
+      expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(
+        Number(sleep?.[1]) + config.workerTimeoutSeconds + 10,
+      );
     },
   );
 });
