@@ -169,8 +169,8 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     config,
     // As Go's http.Server.Shutdown: no new connections, idle ones closed, the requests under
     // way answered (a rolling update or an eviction must not cut the runs Dify waits for; the
-    // operator's grace period is the run timeout + 15 s), each connection closed after its
-    // answer; whatever is still open WORKER_TIMEOUT + 10 s later is cut.
+    // operator's grace period covers this), each connection closed after its answer; whatever
+    // is still open WORKER_TIMEOUT + 10 s later is cut.
     close: async () => {
       clearTimeout(recheck);
       engine.onSandboxError = undefined;
