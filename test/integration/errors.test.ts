@@ -221,17 +221,27 @@ describe('backpressure', () => {
         () => 'gave up',
       );
     try {
+      const gauge = async (name: string) =>
+        Number(
+          new RegExp(`^${name} (\\d+)$`, 'm').exec(
+            await (await fetch(`${small.url}/metrics`)).text(),
+          )?.[1],
+        );
       const started = Date.now();
-      const running = giveUp('import time; time.sleep(30)', 1500);
-      await new Promise((r) => setTimeout(r, 300));
+      const running = giveUp('import time; time.sleep(30)', 3000);
+      while ((await gauge('sandbox_executions_in_flight')) !== 1)
+        await new Promise((r) => setTimeout(r, 20));
       const queued = giveUp('print("queued")', 500);
       expect(await queued).toBe('gave up');
+      // The runner notices once the connection's end reaches it.
+      while ((await gauge('sandbox_queue_depth')) !== 0)
+        await new Promise((r) => setTimeout(r, 20));
       // Its place is free (one running + this one = MAX_REQUESTS), and the worker is the
       // next client's once the first one has given up too, not after its 30 s.
       const next = await small.post({ language: 'python3', code: 'print(3)' });
       expect(next.status).toBe(200);
       expect(next.body.data?.stdout).toBe('3\n');
-      expect(Date.now() - started).toBeLessThan(8000);
+      expect(Date.now() - started).toBeLessThan(10_000);
       expect(await running).toBe('gave up');
       const metrics = await (await fetch(`${small.url}/metrics`)).text();
       expect(metrics).toMatch(

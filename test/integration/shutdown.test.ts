@@ -5,6 +5,16 @@ import { startTestRunner } from '../support/runner.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Waits until the runner at URL has RUNS executing (its gauge), however slow the machine. */
+async function executing(url: string, runs: number): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  const line = new RegExp(`^sandbox_executions_in_flight ${runs}$`, 'm');
+  while (!line.test(await (await fetch(`${url}/metrics`)).text())) {
+    expect(Date.now()).toBeLessThan(deadline);
+    await sleep(50);
+  }
+}
+
 describe('shutdown', () => {
   it('answers the runs under way, refuses new connections, then exits', async () => {
     const t = await startTestRunner({}, { mode: 'unprivileged' });
@@ -13,7 +23,7 @@ describe('shutdown', () => {
         language: 'python3',
         code: 'import time\ntime.sleep(2)\nprint("done")',
       });
-      await sleep(700);
+      await executing(t.url, 1);
       const signalled = Date.now();
       process.kill(t.pid, 'SIGTERM');
       await sleep(200);
