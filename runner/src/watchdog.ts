@@ -29,6 +29,8 @@ export class Watchdog {
   private timer?: NodeJS.Timeout;
   private busy = false;
   private ticks = 0;
+  /** The directory as /proc names it (its parents' symlinks resolved), once known. */
+  private realWorkdir?: string;
 
   constructor(
     private readonly pid: number,
@@ -55,7 +57,8 @@ export class Watchdog {
       if (threads !== undefined && this.threads > threads) return this.breach('thread_limit');
       if (diskBytes !== undefined && files !== undefined && this.ticks++ % DISK_EVERY === 0) {
         const usage = await measureTree(this.workdir, files + 1);
-        const held = await measureHeld(this.pid, this.workdir, fileBytes);
+        this.realWorkdir ??= await fs.realpath(this.workdir);
+        const held = await measureHeld(this.pid, this.realWorkdir, fileBytes);
         if (usage.entries > files || usage.bytes + held > diskBytes)
           return this.breach('disk_limit');
       }
@@ -121,29 +124,52 @@ export async function measureTree(
  * Bytes in files of DIR that process PID holds although they have no name there any more
  * (deleted while open or mapped, or made with O_TMPFILE): the walk of DIR cannot see them, yet
  * they take space until the process lets go. A file it only maps, with no descriptor to measure
- * it by (map_files needs CAP_SYS_ADMIN), counts as FILE_BYTES, the most a file can hold.
+ * it by (map_files needs CAP_SYS_ADMIN), counts as FILE_BYTES, the most a file can hold. Not
+ * seen: descriptors in flight in a unix socket (SCM_RIGHTS), which no /proc file shows.
  */
 export async function measureHeld(pid: number, dir: string, fileBytes: number): Promise<number> {
   const prefix = `${dir}/`;
   const deleted = (target: string) => target.startsWith(prefix) && target.endsWith(' (deleted)');
+  // Every thread of a run shares one descriptor table and one memory map (the policy allows
+  // no other clone); the first thread that still has them shows the run's (the first thread
+  // may have exited, and then shows none).
+  const tasks = await fs.readdir(`/proc/${pid}/task`).catch(() => [] as string[]);
+  const first = async <T>(read: (task: string) => Promise<T | undefined>) => {
+    for (const task of tasks) {
+      const found = await read(`/proc/${pid}/task/${task}`);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  };
   const counted = new Set<number>(); // inodes (all on DIR's filesystem)
   let bytes = 0;
-  const fdDir = `/proc/${pid}/fd`;
-  for (const fd of await fs.readdir(fdDir).catch(() => [])) {
-    const target = await fs.readlink(`${fdDir}/${fd}`).catch(() => '');
+  const fds = await first(async (t) => {
+    const names = await fs.readdir(`${t}/fd`).catch(() => [] as string[]);
+    return names.length > 0 ? names.map((n) => `${t}/fd/${n}`) : undefined;
+  });
+  for (const fd of fds ?? []) {
+    const target = await fs.readlink(fd).catch(() => '');
     if (!deleted(target)) continue;
-    const st = await fs.stat(`${fdDir}/${fd}`).catch(() => undefined);
+    const st = await fs.stat(fd).catch(() => undefined);
     if (st === undefined || counted.has(st.ino)) continue;
     counted.add(st.ino);
     bytes += st.blocks * 512;
   }
-  const maps = await fs.readFile(`/proc/${pid}/maps`, 'utf8').catch(() => '');
-  for (const line of maps.split('\n')) {
+  const maps = await first(
+    async (t) => (await fs.readFile(`${t}/maps`, 'utf8').catch(() => '')) || undefined,
+  );
+  // Only the lines naming DIR are parsed: a run can make its map tens of thousands of lines.
+  for (let at = maps?.indexOf(prefix) ?? -1; maps !== undefined && at >= 0;) {
+    const start = maps.lastIndexOf('\n', at) + 1;
+    const end = maps.indexOf('\n', at);
+    const line = maps.slice(start, end < 0 ? undefined : end);
     // address perms offset dev inode path
     const m = /^\S+ \S+ \S+ \S+ (\d+) +(.*)$/.exec(line);
-    if (m === null || !deleted(m[2]!) || counted.has(Number(m[1]))) continue;
-    counted.add(Number(m[1]));
-    bytes += fileBytes;
+    if (m !== null && deleted(m[2]!) && !counted.has(Number(m[1]))) {
+      counted.add(Number(m[1]));
+      bytes += fileBytes;
+    }
+    at = end < 0 ? -1 : maps.indexOf(prefix, end);
   }
   return bytes;
 }

@@ -173,6 +173,15 @@ print("ESCAPED", changed) if changed else print("BLOCKED")
     expect: { kind: 'limit', error: DISK },
   },
   {
+    // The first thread ends (exit(2), not exit_group), another holds the files: its /proc
+    // entries show none of them.
+    name: 'fills the disk with deleted files held by a thread after the first thread exits',
+    language: 'python3',
+    code: 'import ctypes, os, threading, time\ndef hold():\n    time.sleep(0.5)  # once the first thread is gone\n    fds = []\n    try:\n        for i in range(12):\n            fd = os.open(f"t{i}", os.O_CREAT | os.O_RDWR, 0o600)\n            os.write(fd, b"x" * (3 << 20))\n            os.unlink(f"t{i}")\n            fds.append(fd)\n    except OSError as e:\n        print("BLOCKED", e, flush=True)\n        return\n    time.sleep(3)\n    print("ESCAPED", flush=True)\nthreading.Thread(target=hold).start()\nctypes.CDLL(None).syscall(60, 0)',
+    // As root the run's tmpfs refuses the writes; without root the watchdog ends the run.
+    expect: (mode) => (mode === 'root' ? { kind: 'blocked' } : { kind: 'limit', error: DISK }),
+  },
+  {
     name: 'fills the disk with files it deletes but keeps mapped',
     language: 'python3',
     code: 'import ctypes, os, time\nlibc = ctypes.CDLL(None)\nlibc.mmap.restype = ctypes.c_void_p\nlibc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]\nfor i in range(12):\n    fd = os.open(f"m{i}", os.O_CREAT | os.O_RDWR, 0o600)\n    os.write(fd, b"x" * (3 << 20))\n    assert libc.mmap(None, 4096, 1, 1, fd, 0) not in (None, 2**64 - 1)\n    os.close(fd)\n    os.unlink(f"m{i}")\ntime.sleep(3)\nprint("ESCAPED")',

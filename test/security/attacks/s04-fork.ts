@@ -29,6 +29,13 @@ export const attacks: Attack[] = [
     expect: { kind: 'denied', syscall: 'clone' },
   },
   {
+    // A descriptor table of its own would hide what the thread holds from the watchdog.
+    name: 'raw clone of a thread without CLONE_FILES',
+    language: 'python3',
+    code: pyClone('0x100 | 0x200 | 0x800 | 0x10000 | 0x40000'),
+    expect: { kind: 'denied', syscall: 'clone' },
+  },
+  {
     name: 'clone with CLONE_THREAD and CLONE_NEWUSER',
     language: 'python3',
     code: pyClone('0x10000 | 0x10000000 | 0x800 | 0x100'),
