@@ -2,6 +2,7 @@
 // executes lives in the engine.
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import onHeaders from 'on-headers';
 import type { Logger } from 'pino';
 import { LANGUAGES, type Language, type RunnerConfig } from './config.js';
 import { installPackages, listDependencies } from './dependencies.js';
@@ -77,7 +78,10 @@ export function createApp({
     const given = req.get('x-request-id');
     const id = given !== undefined && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
     res.set('X-Request-Id', id);
-    if (readiness.shuttingDown === true) res.set('Connection', 'close');
+    // Decided when the headers go out: an answer of a run that began before SIGTERM too.
+    onHeaders(res, () => {
+      if (readiness.shuttingDown === true) res.setHeader('Connection', 'close');
+    });
     req.log = logger.child({ reqId: id });
     // Runs log their own line ("execution finished"); a refused request (a wrong key, a full
     // queue, a bad body) gets this one, so that an operator sees it in the logs too.
