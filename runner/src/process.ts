@@ -60,11 +60,15 @@ function watchReports(stream: Readable, log: string[], kill: () => void): Promis
   return new Promise((resolve) => {
     let rest = '';
     let bytes = 0;
+    const record = (line: string) => {
+      if (log.length < REPORT_LOG_LIMIT) log.push(line);
+      else log[REPORT_LOG_LIMIT - 1] = line;
+    };
     stream.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
       if (bytes > REPORT_BYTES_LIMIT) {
         if (bytes - chunk.length <= REPORT_BYTES_LIMIT) {
-          log[Math.min(log.length, REPORT_LOG_LIMIT - 1)] = REPORTS_OVERFLOW;
+          record(REPORTS_OVERFLOW);
           kill();
         }
         return; // drained unread until it closes
@@ -72,8 +76,7 @@ function watchReports(stream: Readable, log: string[], kill: () => void): Promis
       const lines = (rest + chunk.toString('utf8')).split('\n');
       rest = (lines.pop() ?? '').slice(0, 4096);
       for (const line of lines) {
-        if (log.length < REPORT_LOG_LIMIT) log.push(line);
-        else log[REPORT_LOG_LIMIT - 1] = line;
+        record(line);
         if (line === 'ready') resolve(true);
       }
     });
