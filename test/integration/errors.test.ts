@@ -2,7 +2,7 @@
 // runner look like to Dify.
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestRunner, TEST_KEY, type TestRunner } from '../support/runner.js';
+import { gaugeReaches, startTestRunner, TEST_KEY, type TestRunner } from '../support/runner.js';
 
 let t: TestRunner;
 beforeAll(async () => {
@@ -221,21 +221,13 @@ describe('backpressure', () => {
         () => 'gave up',
       );
     try {
-      const gauge = async (name: string) =>
-        Number(
-          new RegExp(`^${name} (\\d+)$`, 'm').exec(
-            await (await fetch(`${small.url}/metrics`)).text(),
-          )?.[1],
-        );
       const started = Date.now();
       const running = giveUp('import time; time.sleep(30)', 3000);
-      while ((await gauge('sandbox_executions_in_flight')) !== 1)
-        await new Promise((r) => setTimeout(r, 20));
+      await gaugeReaches(small.url, 'sandbox_executions_in_flight', 1);
       const queued = giveUp('print("queued")', 500);
       expect(await queued).toBe('gave up');
       // The runner notices once the connection's end reaches it.
-      while ((await gauge('sandbox_queue_depth')) !== 0)
-        await new Promise((r) => setTimeout(r, 20));
+      await gaugeReaches(small.url, 'sandbox_queue_depth', 0);
       // Its place is free (one running + this one = MAX_REQUESTS), and the worker is the
       // next client's once the first one has given up too, not after its 30 s.
       const next = await small.post({ language: 'python3', code: 'print(3)' });

@@ -2,19 +2,9 @@
 // waiting for them), no new connection is taken meanwhile, and then the runner exits.
 import http from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { TEST_KEY, startTestRunner } from '../support/runner.js';
+import { TEST_KEY, gaugeReaches, startTestRunner } from '../support/runner.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Waits until the runner at URL has RUNS executing (its gauge), however slow the machine. */
-async function executing(url: string, runs: number): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  const line = new RegExp(`^sandbox_executions_in_flight ${runs}$`, 'm');
-  while (!line.test(await (await fetch(`${url}/metrics`)).text())) {
-    expect(Date.now()).toBeLessThan(deadline);
-    await sleep(50);
-  }
-}
 
 describe('shutdown', () => {
   it('answers the runs under way, refuses new connections, then exits', async () => {
@@ -53,7 +43,7 @@ describe('shutdown', () => {
           );
         },
       );
-      await executing(t.url, 1);
+      await gaugeReaches(t.url, 'sandbox_executions_in_flight', 1);
       const signalled = Date.now();
       process.kill(t.pid, 'SIGTERM');
       await sleep(200);

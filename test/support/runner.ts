@@ -67,6 +67,25 @@ let uidBase = 61000 + (process.pid % 500) * 40;
 // The uid an unprivileged runner runs as, distinct per runner.
 let runnerUid = 40000 + (process.pid % 2000) * 8;
 
+/**
+ * Waits until the runner at URL reports VALUE for the unlabelled gauge NAME on /metrics (a run
+ * executing, a queue emptied), however slow the machine; throws after TIMEOUT_MS.
+ */
+export async function gaugeReaches(
+  url: string,
+  name: string,
+  value: number,
+  timeoutMs = 20_000,
+): Promise<void> {
+  const line = new RegExp(`^${name} ${value}$`, 'm');
+  const deadline = Date.now() + timeoutMs;
+  while (!line.test(await (await fetch(`${url}/metrics`)).text())) {
+    if (Date.now() > deadline)
+      throw new Error(`${name} did not reach ${value} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 export interface StartOptions {
   mode?: RunnerMode;
   /**
