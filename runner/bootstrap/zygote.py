@@ -7,22 +7,19 @@
 #
 # Usage: zygote.py SOCKET_PATH PYTHON_PACKAGES_DIR
 #
-# It also starts the other interpreters: for {"exec": [...]} a child connects back the same way
-# and then executes the launcher, which confines it and becomes the interpreter (a fork of
+# It also starts the other interpreters: for an "exec" command a child connects back the same
+# way and then executes the launcher, which confines it and becomes the interpreter (a fork of
 # this small process is cheaper than the runner spawning one itself).
 #
-# Protocol. stdin, one JSON object a line: {"token", "args": [sandbox options], "env": {}} or
-# {"token", "exec": [launcher command line]}.
-# stdout, one JSON object a line: {"hello": true} once, {"forked": token, "pid": N},
-# {"exit": token, "code": N} (negative N: killed by that signal).
+# Protocol: see native/zygote.c, whose loop (sandbox_zygote_serve) reads the commands, forks,
+# and reports on stdout; Python runs again only in the children. One line before it:
+# {"hello": true}.
 import atexit
 import ctypes
 import gc
 import importlib.util
 import json
 import os
-import selectors
-import signal
 import socket
 import sys
 
@@ -46,7 +43,10 @@ SOCKET_PATH = sys.argv[1]
 # libsandbox.so is preloaded (LD_PRELOAD): its sandbox_enter is found in the global namespace.
 LIBRARY = ctypes.CDLL(None)
 LIBRARY.sandbox_enter.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
-LIBRARY.sandbox_prepare.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
+# The fork loop is called holding the GIL (PyDLL): the child resumes Python at once.
+SERVE = ctypes.PyDLL(None, use_errno=True).sandbox_zygote_serve
+SERVE.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+SERVE.restype = ctypes.c_long
 
 spec = importlib.util.spec_from_file_location("sandbox_bootstrap", os.path.join(HERE, "python3.py"))
 bootstrap = importlib.util.module_from_spec(spec)
@@ -61,8 +61,6 @@ jinja2.sandbox.SandboxedEnvironment().from_string(
     "{% for x in s %}{{ loop.index }}. {{ x | upper }}{% endfor %}"
 ).render(s=["a"])
 
-children = {}
-
 # Everything imported so far is shared with the children copy-on-write; keep the collector
 # from touching (and so copying) it in every child.
 gc.collect()
@@ -74,35 +72,22 @@ def emit(message):
     sys.stdout.flush()
 
 
-def reap():
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        token = children.pop(pid, None)
-        if token is not None:
-            emit({"exit": token, "code": os.waitstatus_to_exitcode(status)})
-
-
 def c_args(args):
     """The sandbox options as C's (argc, argv)."""
     argv = [b"sandbox"] + [a.encode() for a in args]
     return len(argv), (ctypes.c_char_p * len(argv))(*argv)
 
 
-def become_sandboxed(command, wakeup_fds):
+def parse(line):
+    """A command of the fork loop: (token, kind, fields)."""
+    token, kind, *fields = line.decode().split("\t")
+    return token, kind, fields
+
+
+def become_sandboxed(line):
     """In the child: connect back, confine, then run the bootstrap (or exec the launcher).
     Never returns."""
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    # Nothing of the siblings stays in this process's memory (their tokens, from the zygote's).
-    children.clear()
-    for fd in wakeup_fds:
-        os.close(fd)
-    token = command["token"]
+    token, kind, fields = parse(line)
     for stream in (0, 1, 2):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(SOCKET_PATH)
@@ -113,23 +98,24 @@ def become_sandboxed(command, wakeup_fds):
             os.dup2(fd, 3)  # the report descriptor shares the stdin connection
         if fd > 3:
             os.close(fd)
-    if "exec" in command:
+    if kind == "exec":
         for fd in (0, 1, 2, 3):
             os.set_inheritable(fd, True)  # dup2(3, 3) leaves a socket's close-on-exec in place
-        argv = command["exec"]
+        argv = fields
         try:
             os.execve(argv[0], argv, {})
         except OSError as exc:
             os.write(3, f"sandbox-launcher: exec: {argv[0]}: {exc.strerror}\n".encode())
             os._exit(125)
-    LIBRARY.sandbox_enter(*c_args(command["args"]))
+    n_args = int(fields[0])
+    LIBRARY.sandbox_enter(*c_args(fields[1 : 1 + n_args]))
     # sandbox_enter() replaced the C environment; make Python's view match it.
     workdir = os.getcwd()
     os.environ.clear()
     os.environ.update(
         {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
     )
-    os.environ.update(command["env"])
+    os.environ.update(entry.split("=", 1) for entry in fields[1 + n_args :])
     # A child must not replay the zygote's random sequence (or a sibling's).
     random.seed()
     try:
@@ -176,39 +162,15 @@ def finish(code):
 
 
 def main():
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    selector = selectors.DefaultSelector()
-    selector.register(0, selectors.EVENT_READ)
-    selector.register(wake_r, selectors.EVENT_READ)
     emit({"hello": True})
-    pending = b""
-    while True:
-        for key, _ in selector.select():
-            if key.fd == wake_r:
-                os.read(wake_r, 4096)
-                reap()
-                continue
-            data = os.read(0, 65536)
-            if not data:
-                return  # the runner is gone; the children end on their own
-            pending += data
-            while b"\n" in pending:
-                line, pending = pending.split(b"\n", 1)
-                if not line.strip():
-                    continue
-                command = json.loads(line)
-                if "args" in command:
-                    # Compiled once here, loaded by every child (see sandbox_precompile).
-                    LIBRARY.sandbox_prepare(*c_args(command["args"]))
-                pid = os.fork()
-                if pid == 0:
-                    selector.close()
-                    become_sandboxed(command, (wake_r, wake_w))
-                children[pid] = command["token"]
-                emit({"forked": command["token"], "pid": pid})
+    line = ctypes.create_string_buffer(65536)
+    length = SERVE(line, len(line))
+    if length > 0:
+        become_sandboxed(line.raw[:length])
+    if length < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"the fork loop failed: {os.strerror(err)}")
+    # 0: the runner is gone; the children end on their own.
 
 
 main()

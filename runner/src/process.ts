@@ -45,6 +45,8 @@ export interface SandboxProcess {
 }
 
 const REPORT_LOG_LIMIT = 1000;
+/** The longest command line native/zygote.c takes (LINE_MAX_BYTES), with its newline. */
+const ZYGOTE_LINE_MAX = 65536;
 /** Bytes of report lines a process may send (a line per refused call: ~100000 lines). */
 const REPORT_BYTES_LIMIT = 1024 * 1024;
 /** The last report line of a process killed for sending more: its run failed on output. */
@@ -376,24 +378,32 @@ export class Zygote {
   /** A Python child, confined in-process by sandbox_enter() after the fork. */
   fork(id: SandboxIdentity): SandboxProcess {
     const args = [...this.runtime.sandboxArgs(id), '--parent', String(this.zygotePid)];
-    return this.send(id, { args, env: this.runtime.programEnv(id) });
+    const env = Object.entries(this.runtime.programEnv(id)).map(([k, v]) => `${k}=${v}`);
+    return this.send(id, ['enter', String(args.length), ...args, ...env]);
   }
 
   /** A child that executes the launcher (any language): cheaper than spawning from here. */
   launch(id: SandboxIdentity): SandboxProcess {
-    return this.send(id, { exec: launcherCommand(this.runtime, id, this.zygotePid) });
+    return this.send(id, ['exec', ...launcherCommand(this.runtime, id, this.zygotePid)]);
   }
 
-  private send(id: SandboxIdentity, what: object): SandboxProcess {
+  /** Sends a command of native/zygote.c's fork loop: fields separated by tabs, one a line. */
+  private send(id: SandboxIdentity, fields: string[]): SandboxProcess {
     const token = randomBytes(16).toString('hex');
     const child = new ZygoteChild(id);
     this.children.set(token, child);
-    const command = { token, ...what };
-    if (!this.alive || this.process?.stdin?.write(`${JSON.stringify(command)}\n`) === undefined) {
+    const line = [token, ...fields].join('\t');
+    const fail = (why: string) => {
       this.children.delete(token);
-      child.reportLog.push('sandbox-launcher: zygote: the Python zygote is not running');
+      child.reportLog.push(`sandbox-launcher: zygote: ${why}`);
       child.exited({ code: SETUP_FAILED, signal: null });
-    }
+    };
+    if (fields.some((f) => /[\t\n\0]/.test(f)))
+      fail('a sandbox option or variable holds a tab, a newline or a NUL');
+    else if (Buffer.byteLength(line) >= ZYGOTE_LINE_MAX)
+      fail(`the command is longer than ${ZYGOTE_LINE_MAX} bytes`);
+    else if (!this.alive || this.process?.stdin?.write(`${line}\n`) === undefined)
+      fail('the Python zygote is not running');
     return child;
   }
 

@@ -127,6 +127,29 @@ describe('warm pools', () => {
 });
 
 describe('the Python zygote', () => {
+  it("a child's memory holds its own command and no sibling's (the fork loop reads several at once)", async () => {
+    // At start the pool's commands arrive together: the first children are forked while their
+    // siblings' commands (tokens, sandbox options) wait in the loop's buffer.
+    const fresh = await startTestRunner({ SANDBOX_WARM_PYTHON3: '4', SANDBOX_WARM_NODEJS: '2' });
+    try {
+      const scan = [
+        'import ctypes, re',
+        'found = set()',
+        'for line in open("/proc/self/maps"):',
+        '    f = line.split()',
+        '    if "r" not in f[1] or (len(f) > 5 and f[5].startswith("[v")):',
+        '        continue',
+        '    lo, hi = (int(x, 16) for x in f[0].split("-"))',
+        '    for m in re.finditer(rb"([0-9a-f]{32})\\t(enter|exec)\\t", ctypes.string_at(lo, hi - lo)):',
+        '        found.add(m.group(1))',
+        'print(len(found))',
+      ].join('\n');
+      for (let i = 0; i < 4; i++) expect((await fresh.run('python3', scan)).stdout).toBe('1\n');
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it('when the Python zygote dies, its waiting interpreters die with it, and the runner still stops', async () => {
     const other = await startTestRunner({ SANDBOX_WARM_PYTHON3: '2', SANDBOX_WARM_NODEJS: '1' });
     let closed = false;
