@@ -4,7 +4,7 @@
  * Why C: fork() makes every page of the zygote copy-on-write, for the zygote too. A loop in
  * Python writes to a couple of hundred pages between two forks (reference counts, the
  * allocator, the JSON it parses), and copying them cost the zygote ~1.3 ms of CPU per child. This
- * loop touches a few pages of its own, and Python runs again only in the children.
+ * loop touches a few pages of its own; in the zygote Python runs only its at-fork steps.
  *
  * Commands, one a line on stdin, fields separated by tabs (the runner refuses values holding a
  * tab or a newline):
@@ -21,7 +21,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -38,12 +37,21 @@ struct child {
   char token[TOKEN_MAX + 1];
 };
 
+/* Nothing of one child may remain in the memory of a child forked later (its token lets a
+ * connection pass for it): every buffer below that held a token or a command is cleared once
+ * used, and a child clears what is left of its siblings before Python runs again. */
 static struct child *children;
 static size_t n_children, cap_children;
 
-/* What was read of stdin and not yet acted on. */
+/* What was read of stdin and not yet acted on; zeros beyond USED. */
 static char pending[LINE_MAX_BYTES];
 static size_t used;
+
+/* The command being acted on, split into fields. */
+static char command_copy[LINE_MAX_BYTES];
+
+/* Python's own steps around a fork, as os.fork() takes them (its import lock, at-fork hooks). */
+static void (*before_fork)(void), (*after_fork_parent)(void), (*after_fork_child)(void);
 
 /* Writes all of LINE to stdout (the runner reads it), or returns -1. */
 static int emit(const char *line, size_t len) {
@@ -57,16 +65,45 @@ static int emit(const char *line, size_t len) {
   return 0;
 }
 
+/* Emits {"KEY": "TOKEN", "FIELD": NUMBER}, formatted by hand into a buffer cleared afterwards. */
+static int report(const char *key, const char *token, const char *field, long number) {
+  char line[TOKEN_MAX + 64];
+  char digits[24];
+  size_t len = 0, n = 0;
+  unsigned long magnitude = number < 0 ? 0UL - (unsigned long)number : (unsigned long)number;
+  do {
+    digits[n++] = (char)('0' + magnitude % 10);
+    magnitude /= 10;
+  } while (magnitude > 0);
+  if (number < 0) digits[n++] = '-';
+  const char *parts[] = {"{\"", key, "\": \"", token, "\", \"", field, "\": "};
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+    size_t k = strlen(parts[i]);
+    memcpy(line + len, parts[i], k);
+    len += k;
+  }
+  while (n > 0) line[len++] = digits[--n];
+  line[len++] = '}';
+  line[len++] = '\n';
+  int rc = emit(line, len);
+  explicit_bzero(line, sizeof line);
+  return rc;
+}
+
 static int remember(pid_t pid, const char *token) {
   if (n_children == cap_children) {
+    /* Not realloc(): the old table would be freed with its tokens in it. */
     size_t cap = cap_children == 0 ? 64 : 2 * cap_children;
-    struct child *grown = realloc(children, cap * sizeof *grown);
+    struct child *grown = calloc(cap, sizeof *grown);
     if (grown == NULL) return -1;
+    if (n_children > 0) memcpy(grown, children, n_children * sizeof *grown);
+    explicit_bzero(children, cap_children * sizeof *children);
+    free(children);
     children = grown;
     cap_children = cap;
   }
   children[n_children].pid = pid;
-  snprintf(children[n_children].token, sizeof children[n_children].token, "%s", token);
+  memcpy(children[n_children].token, token, strlen(token) + 1); /* valid_token(): it fits */
   n_children++;
   return 0;
 }
@@ -81,10 +118,10 @@ static int reap(void) {
     for (size_t i = 0; i < n_children; i++) {
       if (children[i].pid != pid) continue;
       int code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-      char line[TOKEN_MAX + 64];
-      int n = snprintf(line, sizeof line, "{\"exit\": \"%s\", \"code\": %d}\n", children[i].token, code);
+      int rc = report("exit", children[i].token, "code", code);
       children[i] = children[--n_children];
-      if (emit(line, (size_t)n) != 0) return -1;
+      explicit_bzero(&children[n_children], sizeof children[n_children]);
+      if (rc != 0) return -1;
       break;
     }
   }
@@ -107,14 +144,13 @@ static int split(char *line, char **fields, int max) {
   }
 }
 
-/* Starts the child COMMAND (one line, without its newline) asks for. Returns 1 in the child,
- * 0 in the zygote, -1 on an error there. */
+/* Starts the child COMMAND (one line of PENDING, without its newline) asks for. Returns 1 in
+ * the child (COMMAND copied to OUT), 0 in the zygote, -1 on an error there. */
 static int start(const char *command, size_t len, char *out, size_t size, const sigset_t *old_mask,
                  int sfd) {
-  char copy[LINE_MAX_BYTES];
-  char *fields[2 * SANDBOX_MAX_LIST + 32];
-  memcpy(copy, command, len + 1);
-  int n = split(copy, fields, (int)(sizeof fields / sizeof fields[0]));
+  char *fields[1024]; /* far more than the options and variables sandbox_parse_args() takes */
+  memcpy(command_copy, command, len + 1);
+  int n = split(command_copy, fields, (int)(sizeof fields / sizeof fields[0]));
   if (n < 2 || !valid_token(fields[0])) {
     errno = EPROTO;
     return -1;
@@ -137,33 +173,41 @@ static int start(const char *command, size_t len, char *out, size_t size, const 
     errno = EPROTO;
     return -1;
   }
+  before_fork();
   pid_t pid = fork();
-  if (pid < 0) return -1;
+  int saved = errno;
   if (pid == 0) {
-    /* The child: SIGCHLD as it was, nothing of the loop's, and Python's own bookkeeping after a
-     * fork (its locks, its threads, its at-fork handlers), as os.fork() does. */
+    /* The child: SIGCHLD as it was, nothing of the loop's or of the siblings', then Python's
+     * own bookkeeping after a fork (its locks, its threads, its at-fork hooks). */
     if (close(sfd) != 0 || sigprocmask(SIG_SETMASK, old_mask, NULL) != 0) _exit(SANDBOX_SETUP_FAILED);
-    /* Nothing of the siblings stays in this process's memory: their tokens, their commands. */
     explicit_bzero(children, cap_children * sizeof *children);
     free(children);
     children = NULL;
     n_children = cap_children = 0;
     if (len + 1 > size) _exit(SANDBOX_SETUP_FAILED);
-    memcpy(out, command, len + 1); /* COMMAND lies in PENDING, cleared next */
-    explicit_bzero(pending, used);
+    memcpy(out, command, len + 1);
+    explicit_bzero(pending, used); /* COMMAND lies there too; beyond USED all is zero */
     used = 0;
-    void (*after_fork_child)(void) = (void (*)(void))dlsym(RTLD_DEFAULT, "PyOS_AfterFork_Child");
-    if (after_fork_child == NULL) _exit(SANDBOX_SETUP_FAILED);
+    explicit_bzero(command_copy, len + 1);
     after_fork_child();
     return 1;
   }
-  if (remember(pid, fields[0]) != 0) return -1;
-  char line[TOKEN_MAX + 64];
-  int m = snprintf(line, sizeof line, "{\"forked\": \"%s\", \"pid\": %d}\n", fields[0], (int)pid);
-  return emit(line, (size_t)m);
+  after_fork_parent();
+  int rc = -1;
+  if (pid < 0) errno = saved;
+  else if (remember(pid, fields[0]) == 0) rc = report("forked", fields[0], "pid", pid);
+  explicit_bzero(command_copy, len + 1); /* FIELDS point into it: cleared once used */
+  return rc;
 }
 
 long sandbox_zygote_serve(char *out, size_t size) {
+  before_fork = (void (*)(void))dlsym(RTLD_DEFAULT, "PyOS_BeforeFork");
+  after_fork_parent = (void (*)(void))dlsym(RTLD_DEFAULT, "PyOS_AfterFork_Parent");
+  after_fork_child = (void (*)(void))dlsym(RTLD_DEFAULT, "PyOS_AfterFork_Child");
+  if (before_fork == NULL || after_fork_parent == NULL || after_fork_child == NULL) {
+    errno = ENOSYS; /* not inside a Python interpreter */
+    return -1;
+  }
   sigset_t chld, old_mask;
   if (sigemptyset(&chld) != 0 || sigaddset(&chld, SIGCHLD) != 0) return -1;
   /* SIGCHLD is read from a descriptor instead of interrupting: no Python handler runs here. */
@@ -177,11 +221,12 @@ long sandbox_zygote_serve(char *out, size_t size) {
     if (nl != NULL) {
       *nl = '\0';
       size_t len = (size_t)(nl - pending);
-      int started = start(pending, len, out, size, &old_mask, sfd);
+      int started = len == 0 ? 0 : start(pending, len, out, size, &old_mask, sfd);
       if (started == 1) return (long)len;
       if (started < 0) break;
       used -= len + 1;
       memmove(pending, nl + 1, used);
+      explicit_bzero(pending + used, len + 1);
       continue;
     }
     if (reap() != 0) break;

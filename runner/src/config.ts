@@ -500,6 +500,10 @@ function parseValue(s: Setting, raw: unknown, source: string): unknown {
       return specs;
     }
     case 'string':
+      // Paths, proxies and keys are one line each; the zygote's commands are tab-separated lines.
+      // eslint-disable-next-line no-control-regex
+      if (/[\x00-\x1f\x7f]/.test(text))
+        throw new ConfigError(`${where}: holds a control character (a tab, a newline, ...)`);
       return text;
   }
 }

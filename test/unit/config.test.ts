@@ -117,6 +117,16 @@ describe('loadConfig', () => {
     );
   });
 
+  it('refuses a text setting holding a control character (the URL parser would drop a tab)', () => {
+    expect(() =>
+      loadConfig({ env: { API_KEY: 'k', HTTP_PROXY: 'http://proxy\t:3128' }, configPath: null }),
+    ).toThrow(/^HTTP_PROXY: holds a control character/);
+    const file = yamlFile('work_dir: "/tmp/a\\nb"\n');
+    expect(() => loadConfig({ env: { API_KEY: 'k' }, configPath: file })).toThrow(
+      /config\.yaml: work_dir: holds a control character/,
+    );
+  });
+
   it('requires API_KEY unless bound to loopback, where it defaults with a flag', () => {
     expect(() => loadConfig({ env: {}, configPath: null })).toThrow(
       /^API_KEY: required when listening on 0\.0\.0\.0/,
