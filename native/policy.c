@@ -28,8 +28,12 @@ static const struct {
     {"ENOTTY", ENOTTY}, {"EAFNOSUPPORT", EAFNOSUPPORT}, {"EINVAL", EINVAL},
 };
 
-static int parse_number(const char *word, pid_t self_pid, scmp_datum_t *out) {
+/* WITH_PID: whether `$pid` may stand here. Only as the value of == and !=: a zygote compiles the
+ * filter once with a sentinel for it and patches the sentinel in each child's copy, which it can
+ * only find in the equality tests those two compile to (a mask or an ordering would keep it). */
+static int parse_number(const char *word, int with_pid, pid_t self_pid, scmp_datum_t *out) {
   if (strcmp(word, "$pid") == 0) {
+    if (!with_pid) return -1;
     *out = (scmp_datum_t)self_pid;
     return 0;
   }
@@ -51,8 +55,8 @@ static int parse_condition(char **words, int n, int *i, pid_t self_pid, struct s
   const char *op = words[*i + 1];
   if (strcmp(op, "&") == 0) {
     if (*i + 4 >= n || strcmp(words[*i + 3], "==") != 0) return -1;
-    if (parse_number(words[*i + 2], self_pid, &cmp->datum_a) != 0) return -1;
-    if (parse_number(words[*i + 4], self_pid, &cmp->datum_b) != 0) return -1;
+    if (parse_number(words[*i + 2], 0, self_pid, &cmp->datum_a) != 0) return -1;
+    if (parse_number(words[*i + 4], 0, self_pid, &cmp->datum_b) != 0) return -1;
     cmp->op = SCMP_CMP_MASKED_EQ;
     *i += 5;
     return 0;
@@ -65,7 +69,8 @@ static int parse_condition(char **words, int n, int *i, pid_t self_pid, struct s
   for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
     if (strcmp(op, ops[k].text) == 0) {
       cmp->op = ops[k].op;
-      if (parse_number(words[*i + 2], self_pid, &cmp->datum_a) != 0) return -1;
+      int with_pid = cmp->op == SCMP_CMP_EQ || cmp->op == SCMP_CMP_NE;
+      if (parse_number(words[*i + 2], with_pid, self_pid, &cmp->datum_a) != 0) return -1;
       *i += 3;
       return 0;
     }

@@ -67,12 +67,24 @@ function parseCondition(words: string[], at: number): { cond: Condition; next: n
   if (op === '&') {
     const mask = parseNumber(words[at + 2]);
     const value = parseNumber(words[at + 4]);
-    if (words[at + 3] !== '==' || mask === undefined || value === undefined || mask === '$pid')
+    // `$pid` only as the value of == and != (policy.c: a zygote patches it only there).
+    if (
+      words[at + 3] !== '==' ||
+      mask === undefined ||
+      value === undefined ||
+      mask === '$pid' ||
+      value === '$pid'
+    )
       throw new Error('bad condition');
     return { cond: { arg: Number(arg[1]), op: '&', mask, value }, next: at + 5 };
   }
   const value = parseNumber(words[at + 2]);
-  if (!OPERATORS.includes(op as Operator) || value === undefined) throw new Error('bad condition');
+  if (
+    !OPERATORS.includes(op as Operator) ||
+    value === undefined ||
+    (value === '$pid' && op !== '==' && op !== '!=')
+  )
+    throw new Error('bad condition');
   return { cond: { arg: Number(arg[1]), op: op as Operator, value }, next: at + 3 };
 }
 

@@ -165,6 +165,10 @@ describe('rendering', () => {
       ['errno EWHAT read\n', /unknown errno 'EWHAT'/],
       ['allow read write if a0 == 1\n', /names exactly one syscall/],
       ['allow read if a9 == 1\n', /bad condition/],
+      // A zygote can patch the run's pid into equality tests only.
+      ['allow kill if a0 <= $pid\n', /bad condition/],
+      ['allow kill if a0 & $pid == 0\n', /bad condition/],
+      ['allow kill if a0 & 0xff == $pid\n', /bad condition/],
       ['read relative/path\n', /not an absolute path/],
     ] as const) {
       const dir = policyDir({ 'p.policy': text });
