@@ -226,16 +226,6 @@ int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
   return -1;
 }
 
-/* Compiles the policy of these options (the launcher's, without "--") for children forked
- * later; see sandbox_precompile(). Returns 0, or never: a bad policy ends the process. */
-int sandbox_prepare(int argc, char **argv) {
-  struct sandbox_options o;
-  sandbox_step = "arguments";
-  sandbox_parse_args(argc, argv, &o, 0);
-  sandbox_precompile(&o);
-  return 0;
-}
-
 /* The whole isolation sequence, in the calling process, with the launcher's options (without
  * "--" and an interpreter). Returns 0, or never: a failure ends the process with status 125. */
 int sandbox_enter(int argc, char **argv) {

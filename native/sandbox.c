@@ -374,9 +374,9 @@ static scmp_filter_ctx load_policies(const struct sandbox_options *o, pid_t self
   /* Syscalls of another ABI (int 0x80, x32) are not in any policy: kill, as the dangerous set. */
   int rc = seccomp_attr_set(filter, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
   if (rc != 0) sandbox_die("bad-arch action: %s", strerror(-rc));
-  /* A binary tree of syscall numbers instead of a linear list: every syscall of the run walks
-   * fewer instructions, and so does the kernel when it loads the filter (it runs the filter for
-   * every syscall number then, to cache which ones are always allowed). */
+  /* A binary tree of syscall numbers instead of a linear list: a filtered syscall of the run
+   * walks fewer instructions, and so does the kernel when it loads the filter (it runs the
+   * filter for every syscall number then, to cache which ones are always allowed). */
   rc = seccomp_attr_set(filter, SCMP_FLTATR_CTL_OPTIMIZE, 2);
   if (rc != 0) sandbox_die("filter optimization: %s", strerror(-rc));
   for (int i = 0; i < o->n_policies; i++)

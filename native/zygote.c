@@ -3,7 +3,7 @@
  *
  * Why C: fork() makes every page of the zygote copy-on-write, for the zygote too. A loop in
  * Python writes to a couple of hundred pages between two forks (reference counts, the
- * allocator, the JSON it parses), and copying them cost the zygote ~1.3 ms of CPU per child. This
+ * allocator, the JSON it parses), and copying them cost the zygote 1.4–1.5 ms of CPU per child. This
  * loop touches a few pages of its own; in the zygote Python runs only its at-fork steps.
  *
  * Commands, one a line on stdin, fields separated by tabs (the runner refuses values holding a
@@ -30,6 +30,8 @@
 #include "sandbox.h"
 
 #define LINE_MAX_BYTES 65536
+/* The longest command, with its newline: the size of the buffer Python hands the loop. */
+const size_t sandbox_zygote_line_max = LINE_MAX_BYTES;
 #define TOKEN_MAX 64
 
 struct child {
@@ -58,6 +60,7 @@ static int emit(const char *line, size_t len) {
   while (len > 0) {
     ssize_t n = write(STDOUT_FILENO, line, len);
     if (n < 0 && errno == EINTR) continue;
+    if (n == 0) errno = EIO;
     if (n <= 0) return -1;
     line += n;
     len -= (size_t)n;
@@ -96,9 +99,11 @@ static int remember(pid_t pid, const char *token) {
     size_t cap = cap_children == 0 ? 64 : 2 * cap_children;
     struct child *grown = calloc(cap, sizeof *grown);
     if (grown == NULL) return -1;
-    if (n_children > 0) memcpy(grown, children, n_children * sizeof *grown);
-    explicit_bzero(children, cap_children * sizeof *children);
-    free(children);
+    if (children != NULL) {
+      memcpy(grown, children, n_children * sizeof *grown);
+      explicit_bzero(children, cap_children * sizeof *children);
+      free(children);
+    }
     children = grown;
     cap_children = cap;
   }
@@ -114,7 +119,8 @@ static int reap(void) {
     int status;
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid < 0 && errno == EINTR) continue;
-    if (pid <= 0) return 0; /* none left to wait for (ECHILD), or none exited yet */
+    if (pid < 0 && errno != ECHILD) return -1;
+    if (pid <= 0) return 0; /* none left to wait for, or none exited yet */
     for (size_t i = 0; i < n_children; i++) {
       if (children[i].pid != pid) continue;
       int code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
@@ -180,7 +186,7 @@ static int start(const char *command, size_t len, char *out, size_t size, const 
     /* The child: SIGCHLD as it was, nothing of the loop's or of the siblings', then Python's
      * own bookkeeping after a fork (its locks, its threads, its at-fork hooks). */
     if (close(sfd) != 0 || sigprocmask(SIG_SETMASK, old_mask, NULL) != 0) _exit(SANDBOX_SETUP_FAILED);
-    explicit_bzero(children, cap_children * sizeof *children);
+    if (children != NULL) explicit_bzero(children, cap_children * sizeof *children);
     free(children);
     children = NULL;
     n_children = cap_children = 0;
@@ -237,8 +243,10 @@ long sandbox_zygote_serve(char *out, size_t size) {
     }
     if (fds[1].revents != 0) {
       struct signalfd_siginfo info;
-      while (read(sfd, &info, sizeof info) == (ssize_t)sizeof info) {
+      ssize_t n;
+      while ((n = read(sfd, &info, sizeof info)) == (ssize_t)sizeof info) {
       }
+      if (n < 0 && errno != EAGAIN && errno != EINTR) break;
     }
     if (fds[0].revents == 0) continue;
     if (used == sizeof pending) {

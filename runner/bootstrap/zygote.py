@@ -47,6 +47,7 @@ LIBRARY.sandbox_enter.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
 SERVE = ctypes.PyDLL(None, use_errno=True).sandbox_zygote_serve
 SERVE.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 SERVE.restype = ctypes.c_long
+LINE_MAX = ctypes.c_size_t.in_dll(ctypes.PyDLL(None), "sandbox_zygote_line_max").value
 
 spec = importlib.util.spec_from_file_location("sandbox_bootstrap", os.path.join(HERE, "python3.py"))
 bootstrap = importlib.util.module_from_spec(spec)
@@ -163,7 +164,7 @@ def finish(code):
 
 def main():
     emit({"hello": True})
-    line = ctypes.create_string_buffer(65536)
+    line = ctypes.create_string_buffer(LINE_MAX)
     length = SERVE(line, len(line))
     if length > 0:
         become_sandboxed(line.raw[:length])

@@ -45,7 +45,7 @@ export interface SandboxProcess {
 }
 
 const REPORT_LOG_LIMIT = 1000;
-/** The longest command line native/zygote.c takes (LINE_MAX_BYTES), with its newline. */
+/** The longest command line native/zygote.c takes (sandbox_zygote_line_max), with its newline. */
 const ZYGOTE_LINE_MAX = 65536;
 /** Bytes of report lines a process may send (a line per refused call: ~100000 lines). */
 const REPORT_BYTES_LIMIT = 1024 * 1024;
@@ -337,7 +337,7 @@ export class Zygote {
       const token = msg.exit;
       const c = this.children.get(token);
       if (c === undefined) return;
-      // Python's waitstatus_to_exitcode: negative for a signal.
+      // The fork loop's exit code (native/zygote.c): negative for a signal.
       c.exited(
         msg.code >= 0
           ? { code: msg.code, signal: null }

@@ -90,6 +90,7 @@ describe('sandbox-launcher', () => {
     ['a bad condition', 'include python3\nallow ioctl if a9 == 1\n', /bad condition/],
     // A zygote patches the run's pid into equality tests only: an ordering would keep its sentinel.
     ['$pid in an ordering', 'include python3\nallow kill if a0 <= $pid\n', /bad condition/],
+    ['$pid in a mask', 'include python3\nallow kill if a0 & 0xff == $pid\n', /bad condition/],
     ['a missing include', 'include nothing_here\n', /open .*nothing_here\.policy/],
   ])('refuses to run anything with %s in the policy', (_what, text, message) => {
     const r = launch(policyCopy(text), 'broken', 'print("ran")');
