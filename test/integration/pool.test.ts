@@ -1,5 +1,6 @@
 // Warm pools: each interpreter is confined before it is pooled, serves exactly one run, and
 // nothing a run leaves behind (globals, modules, files, environment) reaches the next one.
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { documentedMetrics } from '../support/metrics-docs.js';
 import { childrenOf, commandLine, processState, waitGone } from '../support/processes.js';
@@ -174,6 +175,22 @@ describe('the Python zygote', () => {
     } finally {
       if (!closed) await other.close();
     }
+  });
+});
+
+describe('an idle runner', () => {
+  it('wakes up rarely (the default metrics sample event-loop lag every 100 ms, not 10)', async () => {
+    const wakeups = () =>
+      Number(
+        /^voluntary_ctxt_switches:\s+(\d+)/m.exec(
+          readFileSync(`/proc/${t.pid}/status`, 'utf8'),
+        )?.[1],
+      );
+    await new Promise((r) => setTimeout(r, 1000)); // refills of earlier tests done
+    const before = wakeups();
+    await new Promise((r) => setTimeout(r, 2000));
+    // ~20 here at 100 ms; prom-client's default 10 ms made it ~220.
+    expect(wakeups() - before).toBeLessThan(100);
   });
 });
 
