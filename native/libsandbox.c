@@ -233,6 +233,9 @@ int sandbox_enter(int argc, char **argv) {
   sandbox_step = "arguments";
   sandbox_parse_args(argc, argv, &o, 0);
   sandbox_apply(&o, -1);
+  /* As in an interpreter the launcher started (install() above): nothing will be executed
+   * here, and the program need not know it was preloaded. */
+  if (unsetenv("LD_PRELOAD") != 0) sandbox_die("unsetenv LD_PRELOAD: %s", strerror(errno));
   for (int i = 0; i < sandbox_n_kill; i++) kill_set[i] = sandbox_kill_set[i];
   n_kill = sandbox_n_kill;
   armed = 1;

@@ -318,7 +318,10 @@ static char **build_env(const struct sandbox_options *o, int exec) {
   envp[n++] = tmpdir;
   for (int i = 0; i < o->n_env; i++) {
     if (strchr(o->env[i], '=') == NULL) sandbox_die("--env needs KEY=VALUE, got '%s'", o->env[i]);
-    envp[n++] = (char *)o->env[i];
+    /* putenv() keeps the pointer: a copy of our own, since a zygote child's options are
+     * Python's memory, freed once sandbox_enter() returns. */
+    envp[n] = strdup(o->env[i]);
+    if (envp[n++] == NULL) sandbox_die("out of memory");
   }
   if (exec && sandbox_n_kill > 0) {
     size_t used = (size_t)snprintf(kill_list, sizeof kill_list, "SANDBOX_KILL=");

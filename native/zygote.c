@@ -8,9 +8,9 @@
  *
  * Commands, one a line on stdin, fields separated by tabs (the runner refuses values holding a
  * tab or a newline):
- *   TOKEN  enter  N  ARG_1 .. ARG_N  KEY=VALUE ...   a child that confines itself: the N sandbox
- *                                                      options, then its environment
- *   TOKEN  exec   ARG ...                            a child that executes the launcher
+ *   TOKEN  enter  OPTION ...   a child that confines itself with these sandbox options (the
+ *                              launcher's, without "--" and an interpreter)
+ *   TOKEN  exec   ARG ...      a child that executes the launcher
  * TOKEN is 1 to 64 hexadecimal digits. The loop compiles the seccomp policy an "enter" command
  * names (once per policy, see sandbox_precompile), forks, and reports on stdout
  * {"forked": TOKEN, "pid": N}, and {"exit": TOKEN, "code": N} once the child is reaped (negative
@@ -162,18 +162,13 @@ static int start(const char *command, size_t len, char *out, size_t size, const 
     return -1;
   }
   if (strcmp(fields[1], "enter") == 0) {
-    char *end = NULL;
-    long n_args = n >= 3 ? strtol(fields[2], &end, 10) : -1;
-    if (end == NULL || *end != '\0' || n_args < 0 || n_args > n - 3) {
-      errno = EPROTO;
-      return -1;
-    }
-    /* argv[0] is a name, as for the launcher; the options follow. A bad option ends the
-     * zygote (the runner then starts Python through the launcher, which says why). */
-    fields[2] = "sandbox";
+    /* argv[0] is a name, as for the launcher ("enter" takes its place); the options follow. A
+     * bad option ends the zygote (the runner then starts Python through the launcher, which
+     * says why). */
+    fields[1] = "sandbox";
     struct sandbox_options o;
     sandbox_step = "arguments";
-    sandbox_parse_args((int)n_args + 1, &fields[2], &o, 0);
+    sandbox_parse_args(n - 1, &fields[1], &o, 0);
     sandbox_precompile(&o);
   } else if (strcmp(fields[1], "exec") != 0) {
     errno = EPROTO;

@@ -108,15 +108,15 @@ def become_sandboxed(line):
         except OSError as exc:
             os.write(3, f"sandbox-launcher: exec: {argv[0]}: {exc.strerror}\n".encode())
             os._exit(125)
-    n_args = int(fields[0])
-    LIBRARY.sandbox_enter(*c_args(fields[1 : 1 + n_args]))
-    # sandbox_enter() replaced the C environment; make Python's view match it.
-    workdir = os.getcwd()
+    LIBRARY.sandbox_enter(*c_args(fields))
+    # sandbox_enter() replaced the C environment (sandbox.c's build_env): make Python's view
+    # match it, as if this interpreter had started with it.
+    c_environ = ctypes.POINTER(ctypes.c_char_p).in_dll(LIBRARY, "environ")
+    entries = []
+    while c_environ[len(entries)] is not None:
+        entries.append(c_environ[len(entries)])
     os.environ.clear()
-    os.environ.update(
-        {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
-    )
-    os.environ.update(entry.split("=", 1) for entry in fields[1 + n_args :])
+    os.environ.update(os.fsdecode(e).split("=", 1) for e in entries if b"=" in e)
     # A child must not replay the zygote's random sequence (or a sibling's).
     random.seed()
     try:

@@ -377,9 +377,9 @@ export class Zygote {
 
   /** A Python child, confined in-process by sandbox_enter() after the fork. */
   fork(id: SandboxIdentity): SandboxProcess {
+    // The program's environment travels as the options' --env (sandbox.c builds it).
     const args = [...this.runtime.sandboxArgs(id), '--parent', String(this.zygotePid)];
-    const env = Object.entries(this.runtime.programEnv(id)).map(([k, v]) => `${k}=${v}`);
-    return this.send(id, ['enter', String(args.length), ...args, ...env]);
+    return this.send(id, ['enter', ...args]);
   }
 
   /** A child that executes the launcher (any language): cheaper than spawning from here. */

@@ -101,6 +101,24 @@ describe('warm pools', () => {
     expect(rnd).not.toBe(dirty.stdout.trim());
   });
 
+  it("a python3 run's C environment is its os.environ (what getenv() in a C library sees)", async () => {
+    const data = await t.run(
+      'python3',
+      [
+        'import ctypes, os',
+        'e = ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.CDLL(None), "environ")',
+        'c = []',
+        'while e[len(c)] is not None:',
+        '    c.append(e[len(c)])',
+        'py = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in os.environ.items()]',
+        'getenv = ctypes.CDLL(None).getenv',
+        'getenv.restype = ctypes.c_char_p',
+        'print(sorted(c) == sorted(py), getenv(b"MKL_NUM_THREADS") == b"1", len(c))',
+      ].join('\n'),
+    );
+    expect(data.stdout).toMatch(/^True True \d+\n$/);
+  });
+
   it('a nodejs run sees nothing of the previous one', async () => {
     await t.run(
       'nodejs',
