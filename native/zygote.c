@@ -3,8 +3,9 @@
  *
  * Why C: fork() makes every page of the zygote copy-on-write, for the zygote too. A loop in
  * Python writes to a couple of hundred pages between two forks (reference counts, the
- * allocator, the JSON it parses), and copying them cost the zygote 1.4–1.5 ms of CPU per child. This
- * loop touches a few pages of its own; in the zygote Python runs only its at-fork steps.
+ * allocator, the JSON it parses), and copying them cost the zygote 1.4–1.5 ms of CPU per
+ * child. This loop touches a few pages of its own; in the zygote Python runs only its at-fork
+ * steps.
  *
  * Commands, one a line on stdin, fields separated by tabs (the runner refuses values holding a
  * tab or a newline):
@@ -154,7 +155,7 @@ static int split(char *line, char **fields, int max) {
  * the child (COMMAND copied to OUT), 0 in the zygote, -1 on an error there. */
 static int start(const char *command, size_t len, char *out, size_t size, const sigset_t *old_mask,
                  int sfd) {
-  char *fields[1024]; /* far more than the options and variables sandbox_parse_args() takes */
+  char *fields[1024]; /* far more than the options sandbox_parse_args() takes */
   memcpy(command_copy, command, len + 1);
   int n = split(command_copy, fields, (int)(sizeof fields / sizeof fields[0]));
   if (n < 2 || !valid_token(fields[0])) {

@@ -12,8 +12,8 @@
 # this small process is cheaper than the runner spawning one itself).
 #
 # Protocol: see native/zygote.c, whose loop (sandbox_zygote_serve) reads the commands, forks,
-# and reports on stdout; Python runs again only in the children. One line before it:
-# {"hello": true}.
+# and reports on stdout; in the zygote Python runs only its at-fork steps from then on. One
+# line before it: {"hello": true}.
 import atexit
 import ctypes
 import gc
@@ -47,7 +47,7 @@ LIBRARY.sandbox_enter.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
 SERVE = ctypes.PyDLL(None, use_errno=True).sandbox_zygote_serve
 SERVE.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 SERVE.restype = ctypes.c_long
-LINE_MAX = ctypes.c_size_t.in_dll(ctypes.PyDLL(None), "sandbox_zygote_line_max").value
+LINE_MAX = ctypes.c_size_t.in_dll(LIBRARY, "sandbox_zygote_line_max").value
 
 spec = importlib.util.spec_from_file_location("sandbox_bootstrap", os.path.join(HERE, "python3.py"))
 bootstrap = importlib.util.module_from_spec(spec)

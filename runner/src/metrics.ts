@@ -1,9 +1,9 @@
 // The runner's Prometheus metrics: one registry, created once, passed to what records.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { OUTCOMES } from './execution.js';
 
 /** The event-loop lag sampling period of the default metrics (prom-client's: 10 ms). */
-export const EVENT_LOOP_SAMPLE_MS = 100;
-import { OUTCOMES } from './execution.js';
+const EVENT_LOOP_SAMPLE_MS = 100;
 
 export class RunnerMetrics {
   readonly registry = new Registry();

@@ -399,7 +399,7 @@ export class Zygote {
       child.exited({ code: SETUP_FAILED, signal: null });
     };
     if (fields.some((f) => /[\t\n\0]/.test(f)))
-      fail('a sandbox option or variable holds a tab, a newline or a NUL');
+      fail('a sandbox option or launcher argument holds a tab, a newline or a NUL');
     else if (Buffer.byteLength(line) >= ZYGOTE_LINE_MAX)
       fail(`the command is longer than ${ZYGOTE_LINE_MAX} bytes`);
     else if (!this.alive || this.process?.stdin?.write(`${line}\n`) === undefined)
