@@ -24,8 +24,15 @@ struct landlock_path_beneath_attr {
   __s32 parent_fd;
 } __attribute__((packed));
 
+/* ABI 4 */
+struct landlock_net_port_attr {
+  __u64 allowed_access;
+  __u64 port;
+};
+
 #define LANDLOCK_CREATE_RULESET_VERSION (1U << 0)
 #define LANDLOCK_RULE_PATH_BENEATH 1
+#define LANDLOCK_RULE_NET_PORT 2 /* ABI 4 */
 
 #define LANDLOCK_ACCESS_FS_EXECUTE (1ULL << 0)
 #define LANDLOCK_ACCESS_FS_WRITE_FILE (1ULL << 1)

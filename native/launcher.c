@@ -4,7 +4,8 @@
  *                    [--uid N --gid N] [--memory-bytes N] [--cpu-seconds N] [--file-bytes N]
  *                    [--open-files N] [--processes N] [--disk-bytes N] [--disk-files N]
  *                    [--read PATH]... [--env K=V]...
- *                    [--network] [--landlock required|optional] [--parent PID]
+ *                    [--network [--connect-port PORT]...] [--landlock required|optional]
+ *                    [--parent PID]
  *                    -- INTERPRETER [ARG]...
  *   sandbox-launcher --probe
  *

@@ -91,6 +91,12 @@ void sandbox_parse_args(int argc, char **argv, struct sandbox_options *o, int wa
     else if (strcmp(a, "--read") == 0 && o->n_read < SANDBOX_MAX_LIST) o->read[o->n_read++] = v;
     else if (strcmp(a, "--env") == 0 && o->n_env < SANDBOX_MAX_LIST) o->env[o->n_env++] = v;
     else if (strcmp(a, "--landlock") == 0) o->landlock_required = strcmp(v, "optional") != 0;
+    else if (strcmp(a, "--connect-port") == 0) {
+      if (o->n_connect_ports == SANDBOX_MAX_PORTS) sandbox_die("at most %d --connect-port", SANDBOX_MAX_PORTS);
+      rlim_t port = parse_limit(v);
+      if (port == 0 || port > 65535) sandbox_die("--connect-port needs a TCP port, got '%s'", v);
+      o->connect_ports[o->n_connect_ports++] = (unsigned short)port;
+    }
     else if (strcmp(a, "--parent") == 0) {
       rlim_t pid = parse_limit(v);
       if (pid == 0 || pid > INT_MAX) sandbox_die("--parent needs a process id, got '%s'", v);
@@ -103,6 +109,7 @@ void sandbox_parse_args(int argc, char **argv, struct sandbox_options *o, int wa
   if (o->policy_dir == NULL || o->n_policies == 0) sandbox_die("--policy-dir and --policy are required");
   if (o->workdir == NULL || o->workdir[0] != '/') sandbox_die("--workdir must be an absolute path");
   if ((o->uid < 0) != (o->gid < 0)) sandbox_die("--uid and --gid go together");
+  if (o->n_connect_ports > 0 && !o->network) sandbox_die("--connect-port needs --network");
   if (o->open_files == 0 || o->open_files >= SANDBOX_EXEC_FD) o->open_files = 256;
   if (o->disk_bytes == 0) o->disk_bytes = 64ULL << 20;
   if (o->disk_files == 0) o->disk_files = 4096;
@@ -143,9 +150,13 @@ static void apply_landlock(const struct sandbox_options *o, const struct policy_
   }
   __u64 all = landlock_fs_access_for_abi(abi);
   struct landlock_ruleset_attr attr = {.handled_access_fs = all};
-  /* ABI 4: with network disabled, no TCP bind or connect at all (seccomp blocks sockets too). */
+  /* ABI 4: with network disabled, no TCP bind or connect at all (seccomp blocks sockets too);
+   * with network and ports listed, TCP connects to those ports only (the egress proxy's: the
+   * pod's loopback services and a direct way around the proxy stay out of reach). Older kernels
+   * cannot filter ports; the runner says so at start. */
   if (abi >= 4 && !o->network)
     attr.handled_access_net = LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP;
+  else if (abi >= 4 && o->n_connect_ports > 0) attr.handled_access_net = LANDLOCK_ACCESS_NET_CONNECT_TCP;
   /* ABI 6: no signals to, and no abstract unix sockets of, processes outside this sandbox. */
   if (abi >= 6) attr.scoped = LANDLOCK_SCOPE_SIGNAL | LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET;
   int ruleset = landlock_create_ruleset(&attr, sizeof attr, 0);
@@ -163,6 +174,12 @@ static void apply_landlock(const struct sandbox_options *o, const struct policy_
                  all & ~(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_MAKE_CHAR |
                          LANDLOCK_ACCESS_FS_MAKE_BLOCK | LANDLOCK_ACCESS_FS_MAKE_SOCK |
                          LANDLOCK_ACCESS_FS_IOCTL_DEV));
+  for (int i = 0; i < o->n_connect_ports && attr.handled_access_net != 0; i++) {
+    struct landlock_net_port_attr port = {.allowed_access = LANDLOCK_ACCESS_NET_CONNECT_TCP,
+                                          .port = o->connect_ports[i]};
+    if (landlock_add_rule(ruleset, LANDLOCK_RULE_NET_PORT, &port, 0) != 0)
+      sandbox_die_errno("landlock_add_rule (TCP port)");
+  }
   if (landlock_restrict_self(ruleset, 0) != 0) sandbox_die_errno("landlock_restrict_self");
   if (close(ruleset) != 0) sandbox_die_errno("close");
 }

@@ -18,6 +18,7 @@
  * the seccomp rule allowing execveat() on it alone can then never match. */
 #define SANDBOX_EXEC_FD 1000
 #define SANDBOX_MAX_LIST 64
+#define SANDBOX_MAX_PORTS 16
 
 struct sandbox_options {
   const char *policy_dir;
@@ -33,6 +34,9 @@ struct sandbox_options {
   const char *env[SANDBOX_MAX_LIST];
   int n_env;
   int network;
+  /* With network: the only TCP ports connect() may reach (Landlock ABI 4); none listed: any. */
+  unsigned short connect_ports[SANDBOX_MAX_PORTS];
+  int n_connect_ports;
   int landlock_required;
   /* The process the run must be a child of (the runner or the zygote); 0: whichever parent it
    * has when sandbox_apply() begins. */

@@ -32,6 +32,10 @@ export interface RunnerConfig {
   httpProxy: string;
   httpsProxy: string;
   noProxy: string;
+  directTcpPorts: string[];
+  /** With network, the only TCP ports a program may connect to; undefined: any (no proxy set,
+   * or SANDBOX_DIRECT_TCP_PORTS=any). Derived from the proxies and SANDBOX_DIRECT_TCP_PORTS. */
+  connectPorts: number[] | undefined;
   enablePreload: boolean;
   allowedSyscalls: string[];
   pythonPackages: string[];
@@ -180,6 +184,14 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'string',
     default: '',
     doc: 'hosts programs reach without the proxy',
+  },
+  {
+    key: 'directTcpPorts',
+    env: 'SANDBOX_DIRECT_TCP_PORTS',
+    yaml: 'proxy.direct_tcp_ports',
+    kind: 'list',
+    default: '',
+    doc: "with network and a proxy set, programs open TCP connections only to the proxies' ports, 53 (DNS) and these (comma-separated; Landlock, Linux ≥ 6.7); `any`: to every port (for `NO_PROXY` hosts on other ports)",
   },
   {
     key: 'enablePreload',
@@ -583,10 +595,65 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
       throw new ConfigError(`${key}: not a URL: '${url}'`);
     }
   }
+  config.connectPorts = connectPorts(config);
   for (const name of config.allowedSyscalls)
     if (!/^[a-z0-9_]+$/.test(name))
       throw new ConfigError(`ALLOWED_SYSCALLS: '${name}' is not a syscall name or number`);
   return config;
+}
+
+/** A proxy URL's port, the scheme's default when the URL names none. */
+const DEFAULT_PROXY_PORTS: Record<string, number> = {
+  'http:': 80,
+  'https:': 443,
+  'socks:': 1080,
+  'socks4:': 1080,
+  'socks5:': 1080,
+  'socks5h:': 1080,
+};
+
+/** See RunnerConfig.connectPorts. */
+function connectPorts(config: RunnerConfig): number[] | undefined {
+  const listed = config.directTcpPorts;
+  if (listed.includes('any')) {
+    if (listed.length > 1)
+      throw new ConfigError(
+        `SANDBOX_DIRECT_TCP_PORTS: 'any' goes alone, got '${listed.join(',')}'`,
+      );
+    return undefined;
+  }
+  const ports = new Set<number>([53]);
+  for (const item of listed) {
+    const port = /^\d+$/.test(item) ? Number(item) : NaN;
+    if (!(port >= 1 && port <= 65535))
+      throw new ConfigError(
+        `SANDBOX_DIRECT_TCP_PORTS: '${item}' is not a TCP port (1..65535) or 'any'`,
+      );
+    ports.add(port);
+  }
+  const proxies = (
+    [
+      ['HTTP_PROXY', config.httpProxy],
+      ['HTTPS_PROXY', config.httpsProxy],
+    ] as const
+  ).filter(([, url]) => url !== '');
+  // Without a proxy, network means direct network.
+  if (proxies.length === 0) return undefined;
+  for (const [key, url] of proxies) {
+    const parsed = new URL(url);
+    const schemePort = DEFAULT_PROXY_PORTS[parsed.protocol];
+    // 'squid:3128' parses as the scheme 'squid:'; a PAC file's server is not the proxy.
+    if (schemePort === undefined)
+      throw new ConfigError(
+        `${key}: '${url}' is not a proxy URL (http://host:port, https://..., socks5://...)`,
+      );
+    const port = parsed.port !== '' ? Number(parsed.port) : schemePort;
+    if (port < 1) throw new ConfigError(`${key}: '${url}' names port 0`);
+    ports.add(port);
+  }
+  if (ports.size > 16)
+    throw new ConfigError(`SANDBOX_DIRECT_TCP_PORTS: at most 16 ports with the proxies' and 53`);
+  return [...ports].sort((a, b) => a - b);
 }
 
 /** The README's configuration table, rendered from SETTINGS. */

@@ -355,7 +355,10 @@ export class Runtime {
     // With a uid of its own, a run may change modes by path (it reaches only its own files).
     if (id.uid !== undefined)
       args.push('--uid', String(id.uid), '--gid', String(id.uid), '--policy', 'own-uid');
-    if (id.network) args.push('--policy', 'network', '--network');
+    if (id.network) {
+      args.push('--policy', 'network', '--network');
+      for (const port of config.connectPorts ?? []) args.push('--connect-port', String(port));
+    }
     for (const [name, value] of Object.entries(this.programEnv(id)))
       args.push('--env', `${name}=${value}`);
     return args;

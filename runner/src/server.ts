@@ -71,6 +71,22 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     { landlockAbi: abi, asRoot: runtime.asRoot, workDir: config.workDir },
     abi > 0 ? `Landlock ABI ${abi} available` : 'Landlock is not available in this kernel',
   );
+  if (config.enableNetwork && config.connectPorts !== undefined)
+    if (abi >= 4) {
+      logger.info(
+        { connectPorts: config.connectPorts },
+        `runs with network open TCP connections only to ports ${config.connectPorts.join(', ')} (the proxies', DNS and SANDBOX_DIRECT_TCP_PORTS)`,
+      );
+      if (config.noProxy !== '')
+        logger.warn(
+          { noProxy: config.noProxy },
+          'NO_PROXY is set: runs reach those hosts directly only on the ports above (list more in SANDBOX_DIRECT_TCP_PORTS, or set it to any)',
+        );
+    } else
+      logger.warn(
+        { landlockAbi: abi },
+        'runs with network can open TCP connections to any port, past the proxy: limiting them needs Landlock ABI 4 (Linux 6.7); the NetworkPolicy (or an internal network) is the only egress control here',
+      );
   if (config.unknownKeys.length > 0)
     logger.warn(
       { keys: config.unknownKeys },

@@ -121,6 +121,26 @@ describe('sandbox-launcher', () => {
     expect(bad.stderr).toMatch(/^sandbox-launcher: arguments: --parent needs a process id/);
   });
 
+  it('takes TCP ports for connect() only with network, and only valid ones', () => {
+    for (const [extra, message] of [
+      [['--connect-port', '3128'], '--connect-port needs --network'],
+      [['--network', '--connect-port', '0'], "--connect-port needs a TCP port, got '0'"],
+      [['--network', '--connect-port', '65536'], "--connect-port needs a TCP port, got '65536'"],
+      [
+        [
+          '--network',
+          ...Array.from({ length: 17 }, (_, i) => ['--connect-port', `${i + 1}`]).flat(),
+        ],
+        'at most 16 --connect-port',
+      ],
+    ] as const) {
+      const r = launch(POLICY_SOURCE, 'python3', 'print("ran")', { extra: [...extra] });
+      expect(r.status).toBe(125);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toBe(`sandbox-launcher: arguments: ${message}\n`);
+    }
+  });
+
   it('without root, refuses to reuse an existing working directory', () => {
     const parent = mkdtempSync(path.join(os.tmpdir(), 'sbp-launcher-'));
     chmodSync(parent, 0o755); // reachable by the uid below

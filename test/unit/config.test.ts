@@ -127,6 +127,41 @@ describe('loadConfig', () => {
     );
   });
 
+  it("limits programs' TCP connections to the proxies' ports and DNS when a proxy is set", () => {
+    const ports = (env: Record<string, string>) =>
+      loadConfig({ env: { API_KEY: 'k', ...env }, configPath: null }).connectPorts;
+    expect(ports({})).toBeUndefined(); // no proxy: network is direct network
+    expect(ports({ HTTP_PROXY: 'http://squid:3128' })).toEqual([53, 3128]);
+    // the scheme's port when the URL names none; extra ports from the setting
+    expect(
+      ports({
+        HTTP_PROXY: 'http://proxy',
+        HTTPS_PROXY: 'socks5://proxy',
+        SANDBOX_DIRECT_TCP_PORTS: '5432, 8080',
+      }),
+    ).toEqual([53, 80, 1080, 5432, 8080]);
+    expect(
+      ports({ HTTP_PROXY: 'http://squid:3128', SANDBOX_DIRECT_TCP_PORTS: 'any' }),
+    ).toBeUndefined();
+    expect(() =>
+      ports({ HTTP_PROXY: 'http://squid:3128', SANDBOX_DIRECT_TCP_PORTS: 'any,80' }),
+    ).toThrow(/^SANDBOX_DIRECT_TCP_PORTS: 'any' goes alone/);
+    expect(() => ports({ SANDBOX_DIRECT_TCP_PORTS: '70000' })).toThrow(
+      /^SANDBOX_DIRECT_TCP_PORTS: '70000' is not a TCP port/,
+    );
+    for (const url of ['ftp://proxy', 'squid:3128', 'pac+http://pac.example/proxy.pac'])
+      expect(() => ports({ HTTP_PROXY: url })).toThrow(
+        new RegExp(`^HTTP_PROXY: '${url.replace(/[.+]/g, '\\$&')}' is not a proxy URL`),
+      );
+    expect(() => ports({ HTTPS_PROXY: 'http://proxy:0' })).toThrow(/^HTTPS_PROXY: .* names port 0/);
+    expect(() =>
+      ports({
+        HTTP_PROXY: 'http://proxy:3128',
+        SANDBOX_DIRECT_TCP_PORTS: Array.from({ length: 15 }, (_, i) => 1000 + i).join(','),
+      }),
+    ).toThrow(/^SANDBOX_DIRECT_TCP_PORTS: at most 16 ports/);
+  });
+
   it('requires API_KEY unless bound to loopback, where it defaults with a flag', () => {
     expect(() => loadConfig({ env: {}, configPath: null })).toThrow(
       /^API_KEY: required when listening on 0\.0\.0\.0/,
