@@ -301,7 +301,8 @@ export const sandboxPoolSpecSchema = object(
         allowedCIDRs: array(
           string({ description: 'A CIDR.', maxLength: 64, validations: [cidrRule] }),
           {
-            description: 'Extra egress the pods may reach directly (every port), as CIDRs.',
+            description:
+              "Extra egress the pods may reach directly (every port), as CIDRs. With an egressProxy and no allowedCIDRs, sandboxed code opens TCP connections only to the proxy's port and 53 (Linux 6.7+); with allowedCIDRs, to every port.",
             default: [],
             maxItems: 64,
             listType: 'set',

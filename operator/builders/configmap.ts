@@ -31,6 +31,7 @@ export type RenderedSettings = Partial<
     | 'httpProxy'
     | 'httpsProxy'
     | 'noProxy'
+    | 'directTcpPorts'
     | 'enablePreload'
     | 'allowedSyscalls'
     | 'pythonPackages'
@@ -60,6 +61,9 @@ export function runnerSettings(pool: SandboxPool): RenderedSettings {
     enableNetwork: network.enabled,
     ...(proxy ? { httpProxy: proxy.url, httpsProxy: proxy.url } : {}),
     ...(proxy?.noProxy ? { noProxy: proxy.noProxy } : {}),
+    // With a proxy the runner keeps runs' TCP connections to its port and DNS; allowedCIDRs are
+    // reachable on every port (their NetworkPolicy rule), so then runs keep every port.
+    ...(proxy && network.allowedCIDRs.length > 0 ? { directTcpPorts: ['any'] } : {}),
     enablePreload: execution.enablePreload,
     allowedSyscalls: [...seccomp.extraSyscalls],
     ...(dependencies.python.length > 0 ? { pythonPackages: [...dependencies.python] } : {}),

@@ -45,6 +45,9 @@ const specs: Record<string, SpecInput> = {
     network: { egressProxy: { url: 'https://10.0.0.1:3128', noProxy: 'localhost,.svc' } },
     seccomp: { extraSyscalls: ['mbind', 'get_mempolicy'] },
   },
+  'egress proxy and allowed CIDRs': {
+    network: { egressProxy: { url: 'http://10.0.0.1:3128' }, allowedCIDRs: ['10.1.0.0/16'] },
+  },
   'network disabled': { network: { enabled: false } },
   dependencies: {
     network: { egressProxy: { url: 'http://10.0.0.1:3128' } },
@@ -55,6 +58,17 @@ const specs: Record<string, SpecInput> = {
       npmRegistry: 'https://npm.internal/',
     },
   },
+};
+
+/** The TCP ports runs may connect to (undefined: any): the proxy's and DNS, unless allowedCIDRs
+ * (reachable on every port through the NetworkPolicy) or no proxy at all. */
+const connectPorts: Record<string, number[] | undefined> = {
+  defaults: undefined,
+  'custom limits': undefined,
+  'egress proxy and extra syscalls': [53, 3128],
+  'egress proxy and allowed CIDRs': undefined,
+  'network disabled': undefined,
+  dependencies: [53, 3128],
 };
 
 describe('runner contract', () => {
@@ -92,6 +106,7 @@ describe('runner contract', () => {
       expect(config.apiKey).toBe(SECRET_VALUE);
       expect(config.apiKeyDefaulted).toBe(false);
       expect(config.unknownKeys).toEqual([]);
+      expect(config.connectPorts).toEqual(connectPorts[_name]);
 
       // Nothing rendered is ignored by the runner: every key and variable is one of its settings.
       const known = new Set(SETTINGS.map((s) => s.yaml));
