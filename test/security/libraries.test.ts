@@ -139,6 +139,24 @@ describe.each(MODES)('common libraries under the policy, runner started %s', (mo
     expect(JSON.parse(data.stdout)).toEqual(NODE_EXPECTED);
   });
 
+  it('a program may still ask about itself: session, group, priority, scheduling', async () => {
+    const py = await t.run(
+      'python3',
+      'import os\nme = os.getpid()\nfor pid in (0, me):\n    print(os.getsid(pid) > 0, os.getpgid(pid) > 0, os.getpriority(os.PRIO_PROCESS, pid), len(os.sched_getaffinity(pid)) > 0, os.sched_getparam(pid).sched_priority, os.sched_getscheduler(pid))',
+    );
+    expect(py).toEqual({
+      stdout: 'True True 0 True 0 0\nTrue True 0 True 0 0\n',
+      stderr: '',
+      error: '',
+      exit_code: 0,
+    });
+    const js = await t.run(
+      'nodejs',
+      "const os = require('os'); console.log(os.getPriority(), os.getPriority(process.pid), os.availableParallelism() > 0)",
+    );
+    expect(js.stdout).toBe('0 0 true\n');
+  });
+
   it('without network, the same libraries import and build requests; only sending fails', async () => {
     const data = await t.run(
       'python3',

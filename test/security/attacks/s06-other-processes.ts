@@ -81,7 +81,34 @@ export const attacks: Attack[] = [
       `import resource\nprint(resource.prlimit(${c.runnerPid}, resource.RLIMIT_NOFILE))\nprint("ESCAPED")`,
     expect: { kind: 'denied', syscall: 'prlimit64' },
   },
+  // Asked of another process, these tell whether it exists, when it starts and ends, and how
+  // it is scheduled: the runner's, or another tenant's run.
+  ...(
+    [
+      ['session (getsid)', 'os.getsid(PID)', 'getsid'],
+      ['process group (getpgid)', 'os.getpgid(PID)', 'getpgid'],
+      ['priority (getpriority)', 'os.getpriority(os.PRIO_PROCESS, PID)', 'getpriority'],
+      ['CPU affinity (sched_getaffinity)', 'os.sched_getaffinity(PID)', 'sched_getaffinity'],
+      ['scheduling priority (sched_getparam)', 'os.sched_getparam(PID)', 'sched_getparam'],
+      [
+        'scheduling policy (sched_getscheduler)',
+        'os.sched_getscheduler(PID)',
+        'sched_getscheduler',
+      ],
+    ] as const
+  ).map(([what, call, syscall]): Attack => ({
+    name: `learns the runner's ${what}`,
+    language: 'python3',
+    code: (c) => `import os\nprint(${call.replace('PID', String(c.runnerPid))})\nprint("ESCAPED")`,
+    expect: { kind: 'denied', syscall },
+  })),
   // Node.js
+  {
+    name: "learns the runner's priority (os.getPriority)",
+    language: 'nodejs',
+    code: (c) => `console.log(require('os').getPriority(${c.runnerPid})); console.log('ESCAPED')`,
+    expect: { kind: 'denied', syscall: 'getpriority' },
+  },
   {
     name: 'SIGKILL to the runner',
     language: 'nodejs',
