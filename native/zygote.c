@@ -15,7 +15,7 @@
  * TOKEN is 1 to 64 hexadecimal digits. The loop compiles the seccomp policy an "enter" command
  * names (once per policy, see sandbox_precompile), forks, and reports on stdout
  * {"forked": TOKEN, "pid": N}, and {"exit": TOKEN, "code": N} once the child is reaped (negative
- * N: killed by that signal). In the child it returns the command's length, the command copied to
+ * N: killed by that signal), or {"failed": TOKEN, "errno": N} when fork() failed. In the child it returns the command's length, the command copied to
  * OUT; in the zygote it returns 0 at the end of stdin, -1 with errno set on an error. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -196,7 +196,8 @@ static int start(const char *command, size_t len, char *out, size_t size, const 
   }
   after_fork_parent();
   int rc = -1;
-  if (pid < 0) errno = saved;
+  /* A failed fork (the pod's pid limit, memory) fails that child only: the loop goes on. */
+  if (pid < 0) rc = report("failed", fields[0], "errno", saved);
   else if (remember(pid, fields[0]) == 0) rc = report("forked", fields[0], "pid", pid);
   explicit_bzero(command_copy, len + 1); /* FIELDS point into it: cleared once used */
   return rc;

@@ -115,8 +115,11 @@ export async function runRequest(
   };
   const stdout = new CappedBuffer(config.maxOutputBytes, () => kill('output_limit'));
   const stderr = new CappedBuffer(config.maxOutputBytes, () => kill('output_limit'));
-  // Before anything else: a process may end before it is ready, with output.
-  let timer: NodeJS.Timeout | undefined;
+  // The wall clock runs from here, and a client that goes away stops the run, also while the
+  // process is still starting (a stuck start must not hold its worker for ever).
+  const timer = setTimeout(() => kill('timeout'), config.workerTimeoutSeconds * 1000);
+  req.abandoned?.addEventListener('abort', () => kill('abandoned'), { once: true });
+  if (req.abandoned?.aborted === true) kill('abandoned');
   let watchdog: Watchdog | undefined;
   // The bootstraps end a program by reporting "exit N" and closing every stream; the kernel
   // then takes the process apart (its memory, its mounts) for milliseconds before its exit is
@@ -135,7 +138,6 @@ export async function runRequest(
     });
     streams.stdout.on('data', (c: Buffer) => stdout.push(c)).resume();
     streams.stderr.on('data', (c: Buffer) => stderr.push(c)).resume();
-    timer = setTimeout(() => kill('timeout'), config.workerTimeoutSeconds * 1000);
     if (proc.pid !== undefined) {
       // As root the kernel bounds threads (RLIMIT_NPROC of the run's uid) and the directory
       // (its tmpfs); otherwise the watchdog does.
@@ -150,9 +152,8 @@ export async function runRequest(
       watchdog = new Watchdog(proc.pid, proc.id.workdir, limits, kill);
       watchdog.start();
     }
-    streams.stdin.end(JSON.stringify({ code: req.code, preload: req.preload }));
-    req.abandoned?.addEventListener('abort', () => kill('abandoned'), { once: true });
-    if (req.abandoned?.aborted === true) kill('abandoned');
+    if (limitHit === undefined)
+      streams.stdin.end(JSON.stringify({ code: req.code, preload: req.preload }));
   } else {
     proc.kill();
   }
@@ -269,11 +270,6 @@ function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
     ...(deniedSyscall !== undefined ? { deniedSyscall } : {}),
   });
 
-  if (launcherFailure !== undefined && e.code === SETUP_FAILED)
-    return {
-      ...fail('sandbox_error', `error: sandbox setup failed: ${launcherFailure.slice(18)}`),
-      stderr: '',
-    };
   const limit: Partial<Record<Outcome, string>> = {
     timeout: 'error: timeout',
     output_limit: 'error: output limit exceeded',
@@ -286,6 +282,13 @@ function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
     abandoned: 'error: the client went away',
   };
   const limitFail = (outcome: Outcome) => fail(outcome, limit[outcome] ?? `error: ${outcome}`);
+  // A run stopped while it was still starting (its time limit, its client gone) failed on that.
+  if (e.limitHit !== undefined && ready === -1) return limitFail(e.limitHit);
+  if (launcherFailure !== undefined && e.code === SETUP_FAILED)
+    return {
+      ...fail('sandbox_error', `error: sandbox setup failed: ${launcherFailure.slice(18)}`),
+      stderr: '',
+    };
   if (e.limitHit !== undefined) return limitFail(e.limitHit);
   if (lines.at(-1) === REPORTS_OVERFLOW) return limitFail('output_limit');
   if (e.signal === 'SIGXCPU') return limitFail('cpu_limit');

@@ -70,6 +70,11 @@ export class RunnerMetrics {
     labelNames: ['language'] as const,
     registers: [this.registry],
   });
+  readonly zygoteUp = new Gauge({
+    name: 'sandbox_zygote_up',
+    help: '1 while the Python zygote runs and starts the interpreters; 0 while they start through the launcher instead (disabled, or ended: another is started after a backoff).',
+    registers: [this.registry],
+  });
   readonly poolSpawnSeconds = new Histogram({
     name: 'sandbox_pool_spawn_seconds',
     help: 'Time from starting a warm interpreter to its "ready" from inside the sandbox, by language.',

@@ -53,12 +53,31 @@ class WarmPool {
   /** Starts what the pool lacks (unless it is waiting out a backoff). */
   refill(): void {
     if (this.stopped || this.refillTimer !== undefined) return;
-    while (this.entries.length < this.size) this.add();
+    while (this.entries.length < this.size && this.add());
   }
 
-  private add(): void {
+  /** Refills after a backoff that grows with the failures in a row (no spinning). */
+  private refillLater(): void {
+    const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** this.failures);
+    this.refillTimer ??= setTimeout(() => {
+      this.refillTimer = undefined;
+      this.refill();
+    }, delay).unref();
+  }
+
+  /** Starts one process; false when it could not even be started (then a refill is due later). */
+  private add(): boolean {
     const started = process.hrtime.bigint();
-    const proc = this.spawn();
+    let proc: SandboxProcess;
+    try {
+      proc = this.spawn();
+    } catch (err) {
+      // No uid free, for one: this runs from timers, where a throw would end the runner.
+      this.failures++;
+      this.log.error({ err, language: this.language }, 'a warm interpreter could not be started');
+      this.refillLater();
+      return false;
+    }
     this.entries.push(proc);
     let ready = false;
     void proc.ready.then((ok) => {
@@ -80,21 +99,13 @@ class WarmPool {
       void this.runtime.release(proc.id);
       if (!ready) this.failures++;
       if (this.failures === 0) return this.refill();
-      const delay = Math.min(MAX_BACKOFF_MS, 100 * 2 ** this.failures);
       this.log.warn(
-        {
-          language: this.language,
-          failures: this.failures,
-          retryMs: delay,
-          reports: proc.reportLog.slice(-3),
-        },
+        { language: this.language, failures: this.failures, reports: proc.reportLog.slice(-3) },
         'a warm interpreter failed to start',
       );
-      this.refillTimer ??= setTimeout(() => {
-        this.refillTimer = undefined;
-        this.refill();
-      }, delay).unref();
+      this.refillLater();
     });
+    return true;
   }
 
   stop(): void {
@@ -104,9 +115,21 @@ class WarmPool {
   }
 }
 
+/** The longest wait before starting another Python zygote after one ended. */
+const MAX_ZYGOTE_BACKOFF_MS = 30_000;
+/** A zygote that ran this long ended for a reason of its own: the backoff starts over. */
+const ZYGOTE_STABLE_MS = 60_000;
+
 /** Where sandboxed processes come from: the warm pools, the zygote, or the launcher. */
 export class Sandboxes {
   private zygote?: Zygote;
+  /** Zygotes that ended in a row (the backoff before the next). */
+  private zygoteRestarts = 0;
+  private zygoteTimer?: NodeJS.Timeout;
+  /** The zygote last created (maybe still starting) and its start. */
+  private latestZygote?: Zygote;
+  private zygoteStarting?: Promise<unknown>;
+  private stopping = false;
   private readonly pools = new Map<Language, WarmPool>();
   /** The network mode the pools are warmed for: what Dify's requests get under this config. */
   private readonly pooledNetwork: boolean;
@@ -121,19 +144,7 @@ export class Sandboxes {
 
   async start(): Promise<void> {
     const config: RunnerConfig = this.runtime.config;
-    if (config.pythonZygote) {
-      const zygote = new Zygote(this.runtime, this.log);
-      try {
-        await zygote.start();
-        this.zygote = zygote;
-      } catch (err) {
-        // Slower, not less safe: python3 then starts through the launcher.
-        this.log.error(
-          { err },
-          'Python zygote unavailable: python3 interpreters start through the launcher',
-        );
-      }
-    }
+    if (config.pythonZygote) await this.startZygote();
     for (const [language, size] of [
       ['python3', config.warmPython3],
       ['nodejs', config.warmNodejs],
@@ -175,6 +186,43 @@ export class Sandboxes {
     if (pool !== undefined) setImmediate(() => pool.refill());
   }
 
+  /**
+   * Starts a Python zygote. Whenever one ends (killed, out of memory, stuck and ended by the
+   * runner) or cannot start, another is started after a backoff; meanwhile interpreters start
+   * through the launcher (slower, not less safe).
+   */
+  private async startZygote(): Promise<void> {
+    const zygote = new Zygote(this.runtime, this.log);
+    this.latestZygote = zygote;
+    const started = Date.now();
+    void zygote.exited.then(async () => {
+      this.metrics.zygoteUp.set(0);
+      await zygote.stop(); // its socket: the next zygote listens at the same path
+      if (this.stopping) return;
+      if (Date.now() - started >= ZYGOTE_STABLE_MS) this.zygoteRestarts = 0;
+      const delay = Math.min(MAX_ZYGOTE_BACKOFF_MS, 500 * 2 ** this.zygoteRestarts++);
+      this.log.warn({ retryMs: delay }, 'another Python zygote will be started');
+      this.zygoteTimer = setTimeout(() => {
+        this.zygoteTimer = undefined;
+        void this.startZygote();
+      }, delay).unref();
+    });
+    const starting = zygote.start();
+    this.zygoteStarting = starting.catch(() => undefined);
+    try {
+      await starting;
+    } catch (err) {
+      this.log.error(
+        { err },
+        'Python zygote unavailable: interpreters start through the launcher until another starts',
+      );
+      return;
+    }
+    if (this.stopping) return void (await zygote.stop());
+    this.zygote = zygote;
+    this.metrics.zygoteUp.set(1);
+  }
+
   private spawn(language: Language, network: boolean): SandboxProcess {
     const id = this.runtime.allocate(language, network);
     if (this.zygote?.isAlive !== true) return launch(this.runtime, id);
@@ -182,7 +230,10 @@ export class Sandboxes {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.zygoteTimer);
     for (const pool of this.pools.values()) pool.stop();
-    await this.zygote?.stop();
+    await this.zygoteStarting; // a zygote still starting is stopped too
+    await this.latestZygote?.stop();
   }
 }

@@ -8,6 +8,7 @@ import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { getSystemErrorMap } from 'node:util';
 import type { Logger } from 'pino';
 import { LAUNCHER, type Runtime, type SandboxIdentity } from './runtime.js';
 import { packagesDir } from './dependencies.js';
@@ -45,6 +46,13 @@ export interface SandboxProcess {
 }
 
 const REPORT_LOG_LIMIT = 1000;
+/** How long the zygote may take to start (import what Dify's scripts use). */
+const ZYGOTE_START_MS = 30_000;
+/** How long a fork may take before the zygote counts as stuck (it takes milliseconds). */
+const FORK_DEADLINE_MS = 10_000;
+/** How long the zygote may take to report the end of a child the runner killed (its teardown
+ * runs at nice 19, slow on a busy machine; the zygote reaps it at once). */
+const EXIT_DEADLINE_MS = 20_000;
 /** The longest command line native/zygote.c takes (sandbox_zygote_line_max), with its newline. */
 const ZYGOTE_LINE_MAX = 65536;
 /** Bytes of report lines a process may send (a line per refused call: ~100000 lines). */
@@ -97,6 +105,12 @@ function closed(stream: Readable): Promise<void> {
   });
 }
 
+/** 11 -> "EAGAIN (resource temporarily unavailable)". */
+function errnoName(errno: number): string {
+  const [name, message] = getSystemErrorMap().get(-errno) ?? [`errno ${errno}`, ''];
+  return message === '' ? name : `${name} (${message})`;
+}
+
 function signalName(signo: number): NodeJS.Signals | null {
   const entry = Object.entries(osConstants.signals).find(([, n]) => n === signo);
   return entry === undefined ? null : (entry[0] as NodeJS.Signals);
@@ -117,11 +131,23 @@ function launcherCommand(runtime: Runtime, id: SandboxIdentity, parent: number):
 /** Starts an interpreter through native/build/sandbox-launcher, spawned from the runner. */
 export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
   const [command, ...args] = launcherCommand(runtime, id, process.pid);
-  const child: ChildProcess = spawn(command!, args, {
-    stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
-    detached: true, // its own process group, so that a kill reaches everything of the run
-    env: {},
-  });
+  let child: ChildProcess;
+  try {
+    child = spawn(command!, args, {
+      stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
+      detached: true, // its own process group, so that a kill reaches everything of the run
+      env: {},
+    });
+  } catch (err) {
+    // Out of descriptors (EMFILE) or processes: this run fails, the runner goes on.
+    return failedProcess(id, `spawn: ${(err as Error).message}`);
+  }
+  // Without descriptors for its pipes spawn() starts nothing and returns no streams.
+  if (child.stdin === null || child.stdout === null || child.stderr === null || !child.stdio?.[3]) {
+    // Node.js says why on 'error' (EMFILE: no descriptors for the pipes) on the next tick.
+    child.once('error', () => undefined);
+    return failedProcess(id, 'spawn: no descriptors left for its pipes (EMFILE)');
+  }
   const streams: Streams = {
     stdin: child.stdin!,
     stdout: child.stdout!,
@@ -163,19 +189,47 @@ export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
   };
 }
 
+/** A process that could not be started: it ended before it was ready, saying why. */
+function failedProcess(id: SandboxIdentity, why: string): SandboxProcess {
+  const exit: Exit = { code: SETUP_FAILED, signal: null };
+  return {
+    id,
+    reportLog: [`sandbox-launcher: ${why}`],
+    pid: undefined,
+    ready: Promise.resolve(false),
+    streams: () => {
+      throw new Error('a process that never started has no streams');
+    },
+    ended: Promise.resolve(exit),
+    kill: () => undefined,
+  };
+}
+
 /** A child of the zygote, from the fork command until its exit. */
 class ZygoteChild implements SandboxProcess {
   readonly reportLog: string[] = [];
   readonly ready: Promise<boolean>;
   readonly ended: Promise<Exit>;
-  pid: number | undefined;
+  private knownPid: number | undefined;
+  /** Whether it reported ready (a run may have its code). */
+  isReady = false;
   exited!: (exit: Exit) => void;
   private gone = false;
+  /** kill() came before the zygote said which pid the child has: done once it does. */
+  private killWanted = false;
+  private exitDeadline?: NodeJS.Timeout;
+  /** Resolves once the zygote said which pid the child has. */
+  readonly forked: Promise<void>;
+  private markForked!: () => void;
   private readonly sockets: Array<net.Socket | undefined> = [undefined, undefined, undefined];
   private connected!: () => void;
   private reported!: (ready: boolean) => void;
 
-  constructor(readonly id: SandboxIdentity) {
+  constructor(
+    readonly id: SandboxIdentity,
+    /** Called when the zygote does not report the end of a killed child in time. */
+    private readonly exitOverdue: () => void,
+  ) {
     const exit = new Promise<Exit>(
       (resolve) =>
         (this.exited = (e) => {
@@ -183,13 +237,17 @@ class ZygoteChild implements SandboxProcess {
           resolve(e);
         }),
     );
+    this.forked = new Promise<void>((resolve) => (this.markForked = resolve));
     const connected = new Promise<void>((resolve) => (this.connected = resolve));
     const reported = new Promise<boolean>((resolve) => (this.reported = resolve));
-    // Ready: all three connections are here and it said so from inside the sandbox.
+    // Ready: all three connections are here, it said so from inside the sandbox, and the
+    // zygote said which pid it has. A child can be faster than its zygote's report: without
+    // its pid a run would have no watchdog, and its end could not be made sure by a kill.
     this.ready = Promise.race([
-      Promise.all([connected, reported]).then(([, ok]) => ok),
+      Promise.all([connected, reported, this.forked]).then(([, ok]) => ok),
       exit.then(() => false),
     ]);
+    void this.ready.then((ok) => (this.isReady = ok));
     this.ended = exit.then(async (e) => {
       // The zygote may tell of the exit before the runner has accepted the child's
       // connections (they carry the reason of a failure): give them a moment.
@@ -197,6 +255,18 @@ class ZygoteChild implements SandboxProcess {
       await Promise.all(this.sockets.map((s) => (s === undefined ? undefined : closed(s))));
       return e;
     });
+  }
+
+  get hasExited(): boolean {
+    return this.gone;
+  }
+
+  /** It never started (a failed fork, a bad command, its zygote gone before it was confined):
+   * nothing will connect, and it ends now, saying WHY. */
+  failed(why: string): void {
+    this.reportLog.push(`sandbox-launcher: zygote: ${why}`);
+    this.connected();
+    this.exited({ code: SETUP_FAILED, signal: null });
   }
 
   /** Attaches connection STREAM (0: stdin and reports, 1: stdout, 2: stderr). */
@@ -214,14 +284,33 @@ class ZygoteChild implements SandboxProcess {
     return { stdin: control!, stdout: stdout!, stderr: stderr!, reports: control! };
   }
 
+  get pid(): number | undefined {
+    return this.knownPid;
+  }
+
+  /** The zygote forked it as PID. */
+  set pid(pid: number | undefined) {
+    this.knownPid = pid;
+    this.markForked();
+    if (this.killWanted) this.kill();
+  }
+
   kill(): void {
     // Not once the zygote reaped it: its pid may belong to another process by then.
     if (this.gone) return;
+    if (this.knownPid === undefined) {
+      this.killWanted = true;
+      return;
+    }
     try {
-      if (this.pid !== undefined) process.kill(this.pid, 'SIGKILL');
+      process.kill(this.knownPid, 'SIGKILL');
     } catch {
       // already gone
     }
+    // Its end comes from the zygote; a zygote that does not tell must not hold the run for ever.
+    this.exitDeadline ??= setTimeout(() => {
+      if (!this.gone) this.exitOverdue();
+    }, EXIT_DEADLINE_MS).unref();
   }
 }
 
@@ -241,12 +330,16 @@ export class Zygote {
   private readonly connections = new Set<net.Socket>();
   private alive = false;
   private stopping = false;
+  /** Resolves when the zygote process has exited (or could not be started). */
+  readonly exited: Promise<void>;
+  private markExited!: () => void;
 
   constructor(
     private readonly runtime: Runtime,
     private readonly log: Logger,
   ) {
     this.socketPath = path.join(runtime.runtimeDir, 'zygote.sock');
+    this.exited = new Promise((resolve) => (this.markExited = resolve));
   }
 
   get isAlive(): boolean {
@@ -258,8 +351,21 @@ export class Zygote {
     return this.process?.pid ?? 0;
   }
 
-  /** Starts the socket server and the zygote; resolves once the zygote said hello. */
+  /**
+   * Starts the socket server and the zygote; resolves once the zygote said hello. On failure
+   * `exited` resolves too (whatever was started is for stop() to end).
+   */
   async start(): Promise<void> {
+    try {
+      await this.listen();
+      await this.spawnZygote();
+    } catch (err) {
+      this.markExited();
+      throw err;
+    }
+  }
+
+  private async listen(): Promise<void> {
     await fs.rm(this.socketPath, { force: true });
     const server = net.createServer((socket) => this.accept(socket));
     this.server = server;
@@ -269,7 +375,9 @@ export class Zygote {
     });
     // Only the runner's user (and root) may connect.
     await fs.chmod(this.socketPath, 0o600);
+  }
 
+  private async spawnZygote(): Promise<void> {
     const { runtime } = this;
     const child = spawn(
       runtime.config.pythonPath,
@@ -288,39 +396,75 @@ export class Zygote {
       },
     );
     this.process = child;
-    child.stdin!.on('error', () => undefined);
     let stderr = '';
-    child.stderr!.on('data', (chunk: Buffer) => {
-      stderr = (stderr + chunk.toString('utf8')).slice(-4000);
-    });
     let rest = '';
     const hello = new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (chunk: Buffer) => {
+      let isGone = false;
+      const gone = (how: string) => {
+        if (isGone) return; // 'error' and 'close' may both come
+        isGone = true;
+        this.alive = false;
+        this.process = undefined;
+        const why = stderr.trim().split('\n').at(-1) ?? '';
+        if (!this.stopping)
+          this.log.error({ how, stderr: stderr.trim() }, 'the Python zygote exited');
+        reject(new Error(`the Python zygote exited (${how}): ${why}`));
+        // Its children die with it (a parent-death SIGKILL): a run under way was killed; one
+        // not yet confined never started.
+        for (const c of this.children.values()) {
+          if (c.hasExited) continue; // reaped and reported before the zygote went
+          if (c.isReady) c.exited({ code: null, signal: 'SIGKILL' });
+          else c.failed('the Python zygote exited');
+        }
+        this.children.clear();
+        this.markExited();
+      };
+      // Before anything else: without descriptors for its pipes (EMFILE) spawn() returns no
+      // streams and says why on 'error'. 'close' comes after its last reports were read.
+      child.once('error', (err) => gone(err.message));
+      child.once('close', (code, signal) => gone(String(code ?? signal)));
+      child.stdin?.on('error', () => undefined);
+      child.stderr?.on('data', (chunk: Buffer) => {
+        stderr = (stderr + chunk.toString('utf8')).slice(-4000);
+      });
+      child.stdout?.on('data', (chunk: Buffer) => {
         const lines = (rest + chunk.toString('utf8')).split('\n');
         rest = lines.pop() ?? '';
         for (const line of lines) if (line !== '') this.onMessage(line, resolve);
       });
-      child.once('exit', (code, signal) => {
-        this.alive = false;
-        const why = stderr.trim().split('\n').at(-1) ?? '';
-        if (!this.stopping)
-          this.log.error({ code, signal, stderr: stderr.trim() }, 'the Python zygote exited');
-        reject(new Error(`the Python zygote exited (${code ?? signal}): ${why}`));
-        for (const c of this.children.values()) c.exited({ code: SETUP_FAILED, signal: null });
-        this.children.clear();
-      });
     });
-    const timeout = new Promise<never>((_, reject) =>
-      setTimeout(
-        () => reject(new Error('the Python zygote did not start within 30 s')),
-        30_000,
-      ).unref(),
-    );
-    await Promise.race([hello, timeout]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        child.kill('SIGKILL'); // not left running unused
+        reject(new Error('the Python zygote did not start within 30 s'));
+      }, ZYGOTE_START_MS).unref();
+    });
+    try {
+      await Promise.race([hello, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** A zygote that does not fork, or does not report a killed child's end, within its deadline
+   * is stuck: it is ended (and the runner starts another). */
+  private overdue(what: string): void {
+    if (!this.alive) return;
+    this.log.error(`the Python zygote did not ${what}: ending it`);
+    this.process?.kill('SIGKILL');
   }
 
   private onMessage(line: string, hello: () => void): void {
-    let msg: { hello?: boolean; forked?: string; pid?: number; exit?: string; code?: number };
+    let msg: {
+      hello?: boolean;
+      forked?: string;
+      pid?: number;
+      exit?: string;
+      code?: number;
+      failed?: string;
+      errno?: number;
+    };
     try {
       msg = JSON.parse(line) as typeof msg;
     } catch {
@@ -333,6 +477,12 @@ export class Zygote {
     } else if (msg.forked !== undefined) {
       const c = this.children.get(msg.forked);
       if (c !== undefined) c.pid = msg.pid;
+    } else if (msg.failed !== undefined && typeof msg.errno === 'number') {
+      // fork() failed for this child alone (the pod's pid limit, memory): the loop goes on.
+      const c = this.children.get(msg.failed);
+      if (c === undefined) return;
+      this.children.delete(msg.failed);
+      c.failed(`fork: ${errnoName(msg.errno)}`);
     } else if (msg.exit !== undefined && typeof msg.code === 'number') {
       const token = msg.exit;
       const c = this.children.get(token);
@@ -390,13 +540,15 @@ export class Zygote {
   /** Sends a command of native/zygote.c's fork loop: fields separated by tabs, one a line. */
   private send(id: SandboxIdentity, fields: string[]): SandboxProcess {
     const token = randomBytes(16).toString('hex');
-    const child = new ZygoteChild(id);
+    // Killed, a child's end is reported by the zygote within moments (it reaps it at once).
+    const child = new ZygoteChild(id, () =>
+      this.overdue(`report a killed child's end within ${EXIT_DEADLINE_MS / 1000} s`),
+    );
     this.children.set(token, child);
     const line = [token, ...fields].join('\t');
     const fail = (why: string) => {
       this.children.delete(token);
-      child.reportLog.push(`sandbox-launcher: zygote: ${why}`);
-      child.exited({ code: SETUP_FAILED, signal: null });
+      child.failed(why);
     };
     if (fields.some((f) => /[\t\n\0]/.test(f)))
       fail('a sandbox option or launcher argument holds a tab, a newline or a NUL');
@@ -404,6 +556,13 @@ export class Zygote {
       fail(`the command is longer than ${ZYGOTE_LINE_MAX} bytes`);
     else if (!this.alive || this.process?.stdin?.write(`${line}\n`) === undefined)
       fail('the Python zygote is not running');
+    else {
+      const deadline = setTimeout(
+        () => this.overdue(`fork within ${FORK_DEADLINE_MS / 1000} s`),
+        FORK_DEADLINE_MS,
+      ).unref();
+      void Promise.race([child.forked, child.ended]).then(() => clearTimeout(deadline));
+    }
     return child;
   }
 

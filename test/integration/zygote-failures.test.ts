@@ -1,0 +1,242 @@
+// What the runner does when the Python zygote, or the kernel under it, fails: a zygote that dies
+// is replaced (after a backoff) and the run it took down is answered; a fork the kernel refuses
+// fails that run alone; a zygote that stops forking is ended and replaced; running out of
+// descriptors fails a run instead of ending the runner. Real processes, rlimits and signals.
+import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { childrenOf, commandLine, processState, waitGone } from '../support/processes.js';
+import { startTestRunner, type TestRunner } from '../support/runner.js';
+
+/** The zygote of runner T (a child of its process, with its socket), or undefined. */
+function zygoteOf(t: TestRunner): number | undefined {
+  return childrenOf(t.pid).find((pid) =>
+    commandLine(pid).includes(`zygote.py ${t.config.workDir}/runtime/zygote.sock`),
+  );
+}
+
+/** F's first defined (and not false) value, polled for up to TIMEOUT_MS. */
+async function until<T>(
+  what: string,
+  f: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 10_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function metric(t: TestRunner, name: string): Promise<number | undefined> {
+  const text = await (await fetch(`${t.url}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? undefined : Number(line.split(' ')[1]);
+}
+
+/**
+ * Sets the soft limit RESOURCE of process PID (of uid UID) to VALUE, or back to its hard limit
+ * (undefined). As that uid: this host's root lacks CAP_SYS_RESOURCE, which changing another
+ * user's limits needs (and raising a hard limit).
+ */
+function softLimit(pid: number, uid: number, resource: 'nproc' | 'nofile', value?: number): void {
+  const asUid = ['--reuid', String(uid), '--regid', String(uid), '--clear-groups', 'prlimit'];
+  const hard = execFileSync('setpriv', [
+    ...asUid, '--pid', String(pid), `--${resource}`, '--raw', '--noheadings', '-o', 'HARD',
+  ]).toString().trim(); // prettier-ignore
+  execFileSync('setpriv', [
+    ...asUid,
+    '--pid',
+    String(pid),
+    `--${resource}=${value ?? hard}:${hard}`,
+  ]);
+}
+
+describe('the Python zygote', () => {
+  it('is replaced when it dies; the run it took down is answered as killed', async () => {
+    const t = await startTestRunner({ SANDBOX_WARM_PYTHON3: '1', SANDBOX_WARM_NODEJS: '0' });
+    try {
+      const first = zygoteOf(t)!;
+      expect(first).toBeDefined();
+      expect(await metric(t, 'sandbox_zygote_up')).toBe(1);
+      const running = t.run(
+        'python3',
+        'import time\nprint("started", flush=True)\ntime.sleep(10)\nprint("finished")',
+      );
+      await new Promise((r) => setTimeout(r, 700)); // it runs
+      process.kill(first, 'SIGKILL');
+      const data = await running;
+      expect(data.stdout).toBe('started\n');
+      expect(data.error).toMatch(/^error: process killed by signal SIGKILL\n/);
+      expect(await waitGone(first)).toBe(true);
+      const second = await until('another zygote', () => zygoteOf(t));
+      expect(second).not.toBe(first);
+      await until('sandbox_zygote_up 1', async () => (await metric(t, 'sandbox_zygote_up')) === 1);
+      // Runs are forked from the new one again.
+      await until('a run forked from the new zygote', async () => {
+        const r = await t.run('python3', 'import os\nprint(os.getppid())');
+        return Number(r.stdout) === second;
+      });
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('fails only the run whose fork the kernel refuses, and goes on', async () => {
+    // Without root the zygote is subject to RLIMIT_NPROC (root is exempt).
+    const t = await startTestRunner(
+      { SANDBOX_WARM_PYTHON3: '0', SANDBOX_WARM_NODEJS: '0' },
+      { mode: 'unprivileged' },
+    );
+    try {
+      const zygote = zygoteOf(t)!;
+      expect(zygote).toBeDefined();
+      // The uid has the runner and the zygote at least: no fork of it fits under 1.
+      softLimit(zygote, t.uid, 'nproc', 1);
+      const { status, body } = await t.post({ language: 'python3', code: 'print(1)', preload: '' });
+      expect({ status, message: body.message }).toMatchObject({ status: 200 });
+      expect(body.data?.error ?? body.message).toMatch(
+        /sandbox setup failed: zygote: fork: EAGAIN \(resource temporarily unavailable\)/,
+      );
+      softLimit(zygote, t.uid, 'nproc');
+      // Still the same zygote, forking again (once the self-test passed after that failure).
+      await until('ready again', async () => (await fetch(`${t.url}/readyz`)).status === 200);
+      const r = await t.run('python3', 'import os\nprint(os.getppid())');
+      expect(Number(r.stdout)).toBe(zygote);
+      expect(zygoteOf(t)).toBe(zygote);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('is ended and replaced when it stops forking; the run ends at its time limit', async () => {
+    const t = await startTestRunner({
+      SANDBOX_WARM_PYTHON3: '0',
+      SANDBOX_WARM_NODEJS: '0',
+      WORKER_TIMEOUT: '2',
+    });
+    const stuck = zygoteOf(t)!;
+    try {
+      process.kill(stuck, 'SIGSTOP');
+      const started = Date.now();
+      const data = await t.run('python3', 'print(1)');
+      // The run's timeout asked for its end; the zygote's fork deadline (10 s) delivered it.
+      const elapsed = Date.now() - started;
+      expect(data.error, JSON.stringify(data)).toMatch(/^error: timeout\n/);
+      expect(elapsed, 'ms until the answer').toBeLessThan(20_000);
+      expect(await waitGone(stuck)).toBe(true);
+      const next = await until('another zygote', () => zygoteOf(t));
+      expect(next).not.toBe(stuck);
+    } finally {
+      try {
+        process.kill(stuck, 'SIGCONT');
+      } catch {
+        // gone, as it should be
+      }
+      await t.close();
+    }
+  });
+  it("is ended and replaced when it does not report a killed child's end", async () => {
+    const t = await startTestRunner({
+      SANDBOX_WARM_PYTHON3: '1',
+      SANDBOX_WARM_NODEJS: '0',
+      WORKER_TIMEOUT: '1',
+    });
+    const stuck = zygoteOf(t)!;
+    try {
+      const started = Date.now();
+      const running = t.run('python3', 'import time\ntime.sleep(60)', { enable_network: true });
+      await new Promise((r) => setTimeout(r, 300)); // taken from the pool, running
+      process.kill(stuck, 'SIGSTOP');
+      const data = await running;
+      // Killed at its time limit; the end the zygote did not report came at its deadline (20 s).
+      const elapsed = Date.now() - started;
+      expect(data.error, JSON.stringify(data)).toMatch(/^error: timeout\n/);
+      expect(elapsed, 'ms until the answer').toBeLessThan(30_000);
+      expect(await waitGone(stuck)).toBe(true);
+      expect(await until('another zygote', () => zygoteOf(t))).not.toBe(stuck);
+    } finally {
+      try {
+        process.kill(stuck, 'SIGCONT');
+      } catch {
+        // gone, as it should be
+      }
+      await t.close();
+    }
+  });
+});
+
+describe("a child faster than its zygote's report", () => {
+  it('is run only once its pid is known: watched, and killed at its end', async () => {
+    const t = await startTestRunner(
+      { SANDBOX_WARM_PYTHON3: '0', SANDBOX_WARM_NODEJS: '0' },
+      { mode: 'unprivileged' },
+    );
+    const zygote = zygoteOf(t)!;
+    // Every write of the zygote (its {"forked": ...} report among them) waits 400 ms; its
+    // children are not traced and go on at full speed.
+    const tracer = spawn(
+      'strace',
+      ['-qq', '-e', 'trace=write', '-e', 'inject=write:delay_enter=400000', '-p', String(zygote)],
+      { stdio: 'ignore' },
+    );
+    tracer.on('error', () => undefined); // no strace: the wait below says so
+    try {
+      await until('strace attached', () =>
+        /^TracerPid:\s+[1-9]/m.test(readFileSync(`/proc/${zygote}/status`, 'utf8')),
+      );
+      // Ends its run as a bootstrap does (an exit report, streams closed), then keeps running.
+      const data = await t.run(
+        'python3',
+        'import os, time\nprint("PID", os.getpid(), flush=True)\nos.write(3, b"exit 0\\n")\nos.closerange(0, 4)\nwhile True:\n    time.sleep(0.01)',
+      );
+      const pid = Number(/^PID (\d+)/.exec(data.stdout)?.[1]);
+      expect(pid).toBeGreaterThan(1);
+      let state = processState(pid);
+      if (state === 'alive') {
+        await new Promise((r) => setTimeout(r, 50)); // see s10-outlive.ts
+        state = processState(pid);
+      }
+      expect(state, `process ${pid} still runs after its answer`).not.toBe('alive');
+    } finally {
+      if (tracer.exitCode === null && tracer.signalCode === null) {
+        const detached = new Promise((r) => tracer.once('exit', r));
+        tracer.kill('SIGINT');
+        await detached;
+      }
+      await t.close();
+    }
+  });
+});
+
+describe('a runner out of descriptors', () => {
+  it('fails what it cannot start, stays up, and serves again once it has descriptors', async () => {
+    // Through the launcher (no zygote), so that the runner itself creates each run's pipes; the
+    // warm pool refills from a timer, where a throw would end the runner.
+    const t = await startTestRunner(
+      { SANDBOX_PYTHON_ZYGOTE: 'false', SANDBOX_WARM_PYTHON3: '1', SANDBOX_WARM_NODEJS: '0' },
+      { mode: 'unprivileged' },
+    );
+    try {
+      const open = readdirSync(`/proc/${t.pid}/fd`).length;
+      // Room for the request's connection, not for another interpreter's eight pipe ends.
+      softLimit(t.pid, t.uid, 'nofile', open + 1);
+      // With network, as the pool is warmed: the run takes the pooled interpreter, and its refill fails.
+      await t.post({ language: 'python3', code: 'print(1)', preload: '', enable_network: true });
+      await until('a refill that fails', () =>
+        /could not be started|failed to start/.test(t.logs!()),
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}:\n${t.logs!().slice(-3000)}`);
+      });
+      await new Promise((r) => setTimeout(r, 500));
+      expect(t.alive(), t.logs!().slice(-2000)).toBe(true);
+      softLimit(t.pid, t.uid, 'nofile');
+      await until('ready again', async () => (await fetch(`${t.url}/readyz`)).status === 200);
+      expect((await t.run('python3', 'print(2)')).stdout).toBe('2\n');
+    } finally {
+      await t.close();
+    }
+  });
+});
