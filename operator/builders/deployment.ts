@@ -156,6 +156,10 @@ export function buildDeployment(pool: SandboxPool, ctx: BuildContext): V1Deploym
       revisionHistoryLimit: 5,
       selector: { matchLabels: selectorLabels(pool) },
       strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      // A rollout counts as stuck (Degraded) only once a new pod had all of its start-up budget
+      // (installing dependencies takes up to 15 minutes each) and some: Kubernetes' default of
+      // 600 s would call a pod still installing a stuck rollout.
+      progressDeadlineSeconds: Math.max(600, startupBudgetSeconds(pool) + 120),
       template: {
         metadata: {
           labels: { ...t.labels, ...commonLabels(pool) },

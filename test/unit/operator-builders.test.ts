@@ -346,12 +346,18 @@ describe('runner configuration', () => {
     );
   });
 
-  it('gives pods that install packages longer to start', () => {
+  it('gives pods that install packages longer to start, and their rollouts longer to progress', () => {
     const threshold = (spec: object) =>
       buildDeployment(poolWith(spec), ctx).spec!.template.spec!.containers[0]!.startupProbe!
         .failureThreshold!;
     expect(threshold({}) * 2).toBe(180);
     expect(threshold({ dependencies: { python: ['numpy'], nodejs: ['lodash'] } }) * 2).toBe(1980);
+    // ... and a rollout counts as stuck only after that (Kubernetes' default is 600 s).
+    const deadline = (spec: object) =>
+      buildDeployment(poolWith(spec), ctx).spec!.progressDeadlineSeconds!;
+    expect(deadline({})).toBe(600);
+    expect(deadline({ dependencies: { python: ['numpy'] } })).toBe(1200);
+    expect(deadline({ dependencies: { python: ['numpy'], nodejs: ['lodash'] } })).toBe(2100);
   });
 });
 
