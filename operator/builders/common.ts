@@ -29,7 +29,7 @@ export function childNames(pool: SandboxPool): ChildNames {
   return {
     serviceAccount: base,
     apiKeySecret: `${base}-api-key`,
-    configMap: `${base}-config`,
+    configMap: `${base}-config`, // the prefix: each configuration's own is named after its hash
     deployment: base,
     service: base,
     networkPolicy: base,

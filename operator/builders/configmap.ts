@@ -116,11 +116,22 @@ export function configHash(configYaml: string): string {
   return createHash('sha256').update(configYaml).digest('hex').slice(0, 16);
 }
 
+/**
+ * The ConfigMap of this configuration: named after its content and immutable. A change makes a
+ * new one, which only the new pods mount: a pod of the old ReplicaSet that restarts while a
+ * rollout waits (a dependency that will not install, say) keeps the configuration it was made
+ * with instead of taking up the new one. The reconciler deletes old ones once no pod can use them.
+ */
+export function configMapName(pool: SandboxPool): string {
+  return `${childNames(pool).configMap}-${configHash(renderRunnerConfig(pool)).slice(0, 10)}`;
+}
+
 export function buildConfigMap(pool: SandboxPool): V1ConfigMap {
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
-    metadata: childMeta(pool, childNames(pool).configMap),
+    metadata: childMeta(pool, configMapName(pool)),
+    immutable: true,
     data: { [CONFIG_FILE]: renderRunnerConfig(pool) },
   };
 }

@@ -17,6 +17,7 @@ import {
   CONFIG_FILE,
   SCRATCH_DIR,
   configHash,
+  configMapName,
   renderRunnerConfig,
   runnerEnv,
 } from './configmap.js';
@@ -124,7 +125,7 @@ export function buildPodSpec(pool: SandboxPool, ctx: BuildContext): V1PodSpec {
       },
     ],
     volumes: [
-      { name: 'config', configMap: { name: childNames(pool).configMap } },
+      { name: 'config', configMap: { name: configMapName(pool) } },
       {
         name: 'scratch',
         emptyDir: {

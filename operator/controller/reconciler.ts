@@ -14,7 +14,7 @@ import {
   type BuildContext,
   type SeccompChoice,
 } from '../builders/common.js';
-import { buildConfigMap } from '../builders/configmap.js';
+import { buildConfigMap, configMapName } from '../builders/configmap.js';
 import { buildDeployment } from '../builders/deployment.js';
 import { buildHorizontalPodAutoscaler } from '../builders/hpa.js';
 import { buildNetworkPolicy } from '../builders/networkpolicy.js';
@@ -193,6 +193,7 @@ export class Reconciler {
           childNames(pool).horizontalPodAutoscaler,
           log,
         );
+      await this.pruneConfigMaps(pool, deployment, log);
     } catch (err) {
       // Retried with backoff: the other object may be renamed or deleted, which no event of
       // ours tells of.
@@ -266,6 +267,27 @@ export class Reconciler {
         `Deleted ${kind} ${name} (no longer wanted)`,
         log,
       );
+  }
+
+  /**
+   * Deletes the pool's ConfigMaps of earlier configurations (and the single one of operators
+   * before they were named by content) once the rollout to the current one is complete: until
+   * then a pod of an older template that restarts still mounts its own.
+   */
+  private async pruneConfigMaps(pool: SandboxPool, d: V1Deployment, log: Logger): Promise<void> {
+    const status = d.status ?? {};
+    const rolledOut =
+      (status.observedGeneration ?? 0) >= (d.metadata?.generation ?? 1) &&
+      (status.replicas ?? 0) === (status.updatedReplicas ?? 0);
+    if (!rolledOut) return;
+    const { configMap: prefix } = childNames(pool);
+    const current = configMapName(pool);
+    for (const cm of this.d.caches.children.ConfigMap.list()) {
+      const name = cm.metadata?.name ?? '';
+      if (cm.metadata?.namespace !== pool.metadata.namespace || name === current) continue;
+      if (name === prefix || name.startsWith(`${prefix}-`))
+        await this.deleteChild(pool, 'ConfigMap', 'v1', name, log);
+    }
   }
 
   /**
