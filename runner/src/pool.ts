@@ -94,14 +94,15 @@ class WarmPool {
       this.setWaiting(proc, false);
       const i = this.entries.indexOf(proc);
       if (i < 0) return; // taken: its run owns it now
-      // Died while waiting in the pool: clean up, and do not spin if starting keeps failing.
+      // Died while waiting in the pool (failed to start, or killed: out of memory, its zygote
+      // gone): clean up, and back off, so that interpreters killed as fast as they start do
+      // not make the runner start them in a loop.
       this.entries.splice(i, 1);
       void this.runtime.release(proc.id);
-      if (!ready) this.failures++;
-      if (this.failures === 0) return this.refill();
+      this.failures++;
       this.log.warn(
         { language: this.language, failures: this.failures, reports: proc.reportLog.slice(-3) },
-        'a warm interpreter failed to start',
+        ready ? 'a warm interpreter died while waiting' : 'a warm interpreter failed to start',
       );
       this.refillLater();
     });

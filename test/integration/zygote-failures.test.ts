@@ -168,6 +168,41 @@ describe('the Python zygote', () => {
   });
 });
 
+describe('warm interpreters killed as fast as they start', () => {
+  it('are started again with a backoff, not in a loop', async () => {
+    const t = await startTestRunner({ SANDBOX_WARM_PYTHON3: '2', SANDBOX_WARM_NODEJS: '0' });
+    try {
+      const zygote = zygoteOf(t)!;
+      const spawned = async () => {
+        const text = await (await fetch(`${t.url}/metrics`)).text();
+        const m = /^sandbox_pool_spawn_seconds_count\{language="python3"\} (\d+)/m.exec(text);
+        return Number(m?.[1]);
+      };
+      const before = await spawned();
+      // Out of memory, say: whatever waits in the pool is killed, every 20 ms for 2 s.
+      const end = Date.now() + 2000;
+      while (Date.now() < end) {
+        for (const pid of childrenOf(zygote))
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone meanwhile
+          }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // Without a backoff each death is replaced at once (over 60 here); with it, a few.
+      expect((await spawned()) - before).toBeLessThan(25);
+      // And the pool fills again once they are left alone.
+      await until('the pool full again', async () => {
+        const text = await (await fetch(`${t.url}/metrics`)).text();
+        return /^sandbox_pool_ready\{language="python3"\} 2$/m.test(text);
+      });
+    } finally {
+      await t.close();
+    }
+  });
+});
+
 describe("a child faster than its zygote's report", () => {
   it('is run only once its pid is known: watched, and killed at its end', async () => {
     const t = await startTestRunner(
