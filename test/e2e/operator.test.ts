@@ -753,8 +753,19 @@ describe('the operator process', () => {
     const ns = await namespace('sbp-metrics');
     await applyPool(ns, 'dify', {});
     await applyPool(ns, 'unkeyed', { apiKeySecretRef: { name: 'absent' } });
+    // The design's example: empty lists and maps in podTemplate (which the API server drops).
+    await applyPool(ns, 'empty-template', {
+      podTemplate: {
+        nodeSelector: {},
+        tolerations: [],
+        affinity: {},
+        priorityClassName: '',
+        runtimeClassName: '',
+      },
+    });
     await observed(ns);
     await observed(ns, 'unkeyed');
+    await observed(ns, 'empty-template');
     const base = `http://127.0.0.1:${operator.port}`;
     expect((await fetch(`${base}/healthz`)).status).toBe(200);
     const ready = await fetch(`${base}/readyz`);
