@@ -349,16 +349,21 @@ export class Kube {
         const status = res.statusCode ?? 0;
         if (status !== 200) {
           let text = '';
-          res.on('data', (c: Buffer) => (text += c.toString('utf8')));
-          res.on('end', () => {
+          const failed = () => {
             let message = text.slice(0, 300);
             try {
               message = (JSON.parse(text) as { message?: string }).message ?? message;
             } catch {
-              // not JSON
+              // not JSON (or cut off)
             }
             reject(new ApiError(`watch ${path}: ${status}: ${message}`, status));
-          });
+          };
+          res.on('data', (c: Buffer) => (text += c.toString('utf8')));
+          res.on('end', failed);
+          // Cut off before its end, the answer is still an error (else the watch would wait
+          // for ever, and its informer with it); the first of these settles the promise.
+          res.on('error', failed);
+          res.on('close', failed);
           return;
         }
         const arm = () => {
