@@ -447,6 +447,7 @@ export class Reconciler {
     const source = this.d.seccomp;
     if (!('profile' in source)) return;
     const ns = this.d.config.namespace;
+    const shipped = this.d.caches.installerConfigMaps.get(ns, PROFILES_CONFIGMAP)?.data ?? {};
     const profiles = new Map<string, RenderedProfile>();
     for (const p of this.d.caches.pools.list()) {
       if (p.metadata.deletionTimestamp) continue;
@@ -454,6 +455,16 @@ export class Reconciler {
       if (pool.spec.seccomp.podProfile !== 'Localhost') continue;
       const r = this.profileFor(pool, source.profile);
       profiles.set(r.fileName, r);
+      // The profile its pods run now stays shipped while they do: until the new one is on
+      // every node they keep it (seccompChoice), rather than going through RuntimeDefault.
+      const inUse = this.deploymentOf(pool)?.spec?.template.spec?.securityContext?.seccompProfile;
+      const fileName = path.posix.basename(inUse?.localhostProfile ?? '');
+      if (inUse?.type === 'Localhost' && shipped[fileName] !== undefined && !profiles.has(fileName))
+        profiles.set(fileName, {
+          fileName,
+          content: shipped[fileName],
+          localhostProfile: inUse.localhostProfile!,
+        });
     }
     const list = [...profiles.values()].sort((a, b) => a.fileName.localeCompare(b.fileName));
     if (list.length === 0) {

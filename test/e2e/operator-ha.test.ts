@@ -384,6 +384,30 @@ describe('seccomp profile delivery', () => {
       expect(busy.pool.status?.seccompProfile).toBe(`Localhost/${switched.localhostProfile}`);
       const kept = await deployment(ns, 'strict');
       expect(kept?.spec?.template.spec?.securityContext?.seccompProfile).toEqual(switched);
+
+      // The pool asks for another profile while the installer is still busy: its pods keep the
+      // one they run (still shipped beside the new one) instead of falling back to RuntimeDefault.
+      await kubectl(cp, [
+        'patch', 'sbp', 'strict', '-n', ns, '--type=merge',
+        '-p', '{"spec":{"seccomp":{"extraSyscalls":["mbind"]}}}',
+      ]); // prettier-ignore
+      const profiles = () =>
+        api.get<{ data?: Record<string, string> }>(
+          'v1',
+          'ConfigMap',
+          OPERATOR_NAMESPACE,
+          'sandboxpool-seccomp-profiles',
+        );
+      await waitFor('the new profile shipped', async () => {
+        const names = Object.keys((await profiles())?.data ?? {});
+        return names.length === 2 ? names : undefined;
+      });
+      await new Promise((r) => setTimeout(r, 3000)); // the pool's reconciles after that
+      expect(Object.keys((await profiles())?.data ?? {})).toContain(
+        path.posix.basename(switched.localhostProfile!),
+      );
+      const during = await deployment(ns, 'strict');
+      expect(during?.spec?.template.spec?.securityContext?.seccompProfile).toEqual(switched);
     } finally {
       await kubectl(cp, ['delete', 'node', node, `${node}-b`, '--ignore-not-found']);
     }
