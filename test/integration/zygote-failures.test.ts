@@ -15,6 +15,16 @@ function zygoteOf(t: TestRunner): number | undefined {
   );
 }
 
+/** The state letter of /proc/PID/stat (R, S, T for stopped, Z, ...). */
+function stateOf(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return 'gone';
+  }
+}
+
 /** F's first defined (and not false) value, polled for up to TIMEOUT_MS. */
 async function until<T>(
   what: string,
@@ -120,11 +130,13 @@ describe('the Python zygote', () => {
     const stuck = zygoteOf(t)!;
     try {
       process.kill(stuck, 'SIGSTOP');
+      await until('the zygote stopped', () => stateOf(stuck) === 'T');
       const started = Date.now();
       const data = await t.run('python3', 'print(1)');
       // The run's timeout asked for its end; the zygote's fork deadline (10 s) delivered it.
       const elapsed = Date.now() - started;
-      expect(data.error, JSON.stringify(data)).toMatch(/^error: timeout\n/);
+      const seen = `${JSON.stringify(data)}; zygote ${stuck} ${stateOf(stuck)}, now ${zygoteOf(t)}`;
+      expect(data.error, seen).toMatch(/^error: timeout\n/);
       expect(elapsed, 'ms until the answer').toBeLessThan(20_000);
       expect(await waitGone(stuck)).toBe(true);
       const next = await until('another zygote', () => zygoteOf(t));
@@ -150,6 +162,7 @@ describe('the Python zygote', () => {
       const running = t.run('python3', 'import time\ntime.sleep(60)', { enable_network: true });
       await new Promise((r) => setTimeout(r, 300)); // taken from the pool, running
       process.kill(stuck, 'SIGSTOP');
+      await until('the zygote stopped', () => stateOf(stuck) === 'T');
       const data = await running;
       // Killed at its time limit; the end the zygote did not report came at its deadline (20 s).
       const elapsed = Date.now() - started;
