@@ -15,8 +15,9 @@
  * TOKEN is 1 to 64 hexadecimal digits. The loop compiles the seccomp policy an "enter" command
  * names (once per policy, see sandbox_precompile), forks, and reports on stdout
  * {"forked": TOKEN, "pid": N}, and {"exit": TOKEN, "code": N} once the child is reaped (negative
- * N: killed by that signal), or {"failed": TOKEN, "errno": N} when fork() failed. In the child it returns the command's length, the command copied to
- * OUT; in the zygote it returns 0 at the end of stdin, -1 with errno set on an error. */
+ * N: killed by that signal), or {"failed": TOKEN, "errno": N} when fork() failed (the loop goes
+ * on). In the child it returns the command's length, the command copied to OUT; in the zygote
+ * it returns 0 at the end of stdin, -1 with errno set on an error. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>

@@ -123,13 +123,13 @@ const ZYGOTE_STABLE_MS = 60_000;
 
 /** Where sandboxed processes come from: the warm pools, the zygote, or the launcher. */
 export class Sandboxes {
+  /** The zygote last created: forking once it said hello (isAlive), until it ends. */
   private zygote?: Zygote;
+  /** Its start (stop() waits for it). */
+  private zygoteStarting?: Promise<unknown>;
   /** Zygotes that ended in a row (the backoff before the next). */
   private zygoteRestarts = 0;
   private zygoteTimer?: NodeJS.Timeout;
-  /** The zygote last created (maybe still starting) and its start. */
-  private latestZygote?: Zygote;
-  private zygoteStarting?: Promise<unknown>;
   private stopping = false;
   private readonly pools = new Map<Language, WarmPool>();
   /** The network mode the pools are warmed for: what Dify's requests get under this config. */
@@ -194,7 +194,7 @@ export class Sandboxes {
    */
   private async startZygote(): Promise<void> {
     const zygote = new Zygote(this.runtime, this.log);
-    this.latestZygote = zygote;
+    this.zygote = zygote;
     const started = Date.now();
     void zygote.exited.then(async () => {
       this.metrics.zygoteUp.set(0);
@@ -219,9 +219,7 @@ export class Sandboxes {
       );
       return;
     }
-    if (this.stopping) return void (await zygote.stop());
-    this.zygote = zygote;
-    this.metrics.zygoteUp.set(1);
+    if (!this.stopping) this.metrics.zygoteUp.set(1);
   }
 
   private spawn(language: Language, network: boolean): SandboxProcess {
@@ -235,6 +233,6 @@ export class Sandboxes {
     clearTimeout(this.zygoteTimer);
     for (const pool of this.pools.values()) pool.stop();
     await this.zygoteStarting; // a zygote still starting is stopped too
-    await this.latestZygote?.stop();
+    await this.zygote?.stop();
   }
 }

@@ -149,9 +149,9 @@ export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
     return failedProcess(id, 'spawn: no descriptors left for its pipes (EMFILE)');
   }
   const streams: Streams = {
-    stdin: child.stdin!,
-    stdout: child.stdout!,
-    stderr: child.stderr!,
+    stdin: child.stdin,
+    stdout: child.stdout,
+    stderr: child.stderr,
     reports: child.stdio[3] as Readable,
   };
   streams.stdin.on('error', () => undefined); // EPIPE when it exits without reading: harmless
@@ -234,6 +234,7 @@ class ZygoteChild implements SandboxProcess {
       (resolve) =>
         (this.exited = (e) => {
           this.gone = true;
+          clearTimeout(this.exitDeadline);
           resolve(e);
         }),
     );

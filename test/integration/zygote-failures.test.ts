@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { childrenOf, commandLine, processState, waitGone } from '../support/processes.js';
 import { startTestRunner, type TestRunner } from '../support/runner.js';
+import { waitFor } from '../support/wait.js';
 
 /** The zygote of runner T (a child of its process, with its socket), or undefined. */
 function zygoteOf(t: TestRunner): number | undefined {
@@ -25,25 +26,19 @@ function stateOf(pid: number): string {
   }
 }
 
-/** F's first defined (and not false) value, polled for up to TIMEOUT_MS. */
-async function until<T>(
-  what: string,
-  f: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 async function metric(t: TestRunner, name: string): Promise<number | undefined> {
   const text = await (await fetch(`${t.url}/metrics`)).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   return line === undefined ? undefined : Number(line.split(' ')[1]);
+}
+
+/** Lets a stopped process go on (when it is still there, which it should not be). */
+function resume(pid: number): void {
+  try {
+    process.kill(pid, 'SIGCONT');
+  } catch {
+    // gone, as it should be
+  }
 }
 
 /**
@@ -81,14 +76,24 @@ describe('the Python zygote', () => {
       expect(data.stdout).toBe('started\n');
       expect(data.error).toMatch(/^error: process killed by signal SIGKILL\n/);
       expect(await waitGone(first)).toBe(true);
-      const second = await until('another zygote', () => zygoteOf(t));
+      const second = await waitFor('another zygote', async () => zygoteOf(t), 10_000, 50);
       expect(second).not.toBe(first);
-      await until('sandbox_zygote_up 1', async () => (await metric(t, 'sandbox_zygote_up')) === 1);
+      await waitFor(
+        'sandbox_zygote_up 1',
+        async () => (await metric(t, 'sandbox_zygote_up')) === 1 || undefined,
+        10_000,
+        50,
+      );
       // Runs are forked from the new one again.
-      await until('a run forked from the new zygote', async () => {
-        const r = await t.run('python3', 'import os\nprint(os.getppid())');
-        return Number(r.stdout) === second;
-      });
+      await waitFor(
+        'a run forked from the new zygote',
+        async () => {
+          const r = await t.run('python3', 'import os\nprint(os.getppid())');
+          return Number(r.stdout) === second || undefined;
+        },
+        10_000,
+        50,
+      );
     } finally {
       await t.close();
     }
@@ -112,7 +117,12 @@ describe('the Python zygote', () => {
       );
       softLimit(zygote, t.uid, 'nproc');
       // Still the same zygote, forking again (once the self-test passed after that failure).
-      await until('ready again', async () => (await fetch(`${t.url}/readyz`)).status === 200);
+      await waitFor(
+        'ready again',
+        async () => (await fetch(`${t.url}/readyz`)).status === 200 || undefined,
+        10_000,
+        50,
+      );
       const r = await t.run('python3', 'import os\nprint(os.getppid())');
       expect(Number(r.stdout)).toBe(zygote);
       expect(zygoteOf(t)).toBe(zygote);
@@ -130,7 +140,12 @@ describe('the Python zygote', () => {
     const stuck = zygoteOf(t)!;
     try {
       process.kill(stuck, 'SIGSTOP');
-      await until('the zygote stopped', () => stateOf(stuck) === 'T');
+      await waitFor(
+        'the zygote stopped',
+        async () => stateOf(stuck) === 'T' || undefined,
+        10_000,
+        50,
+      );
       const started = Date.now();
       const data = await t.run('python3', 'print(1)');
       // The run's timeout asked for its end; the zygote's fork deadline (10 s) delivered it.
@@ -139,14 +154,10 @@ describe('the Python zygote', () => {
       expect(data.error, seen).toMatch(/^error: timeout\n/);
       expect(elapsed, 'ms until the answer').toBeLessThan(20_000);
       expect(await waitGone(stuck)).toBe(true);
-      const next = await until('another zygote', () => zygoteOf(t));
+      const next = await waitFor('another zygote', async () => zygoteOf(t), 10_000, 50);
       expect(next).not.toBe(stuck);
     } finally {
-      try {
-        process.kill(stuck, 'SIGCONT');
-      } catch {
-        // gone, as it should be
-      }
+      resume(stuck);
       await t.close();
     }
   });
@@ -162,20 +173,21 @@ describe('the Python zygote', () => {
       const running = t.run('python3', 'import time\ntime.sleep(60)', { enable_network: true });
       await new Promise((r) => setTimeout(r, 300)); // taken from the pool, running
       process.kill(stuck, 'SIGSTOP');
-      await until('the zygote stopped', () => stateOf(stuck) === 'T');
+      await waitFor(
+        'the zygote stopped',
+        async () => stateOf(stuck) === 'T' || undefined,
+        10_000,
+        50,
+      );
       const data = await running;
       // Killed at its time limit; the end the zygote did not report came at its deadline (20 s).
       const elapsed = Date.now() - started;
       expect(data.error, JSON.stringify(data)).toMatch(/^error: timeout\n/);
       expect(elapsed, 'ms until the answer').toBeLessThan(30_000);
       expect(await waitGone(stuck)).toBe(true);
-      expect(await until('another zygote', () => zygoteOf(t))).not.toBe(stuck);
+      expect(await waitFor('another zygote', async () => zygoteOf(t), 10_000, 50)).not.toBe(stuck);
     } finally {
-      try {
-        process.kill(stuck, 'SIGCONT');
-      } catch {
-        // gone, as it should be
-      }
+      resume(stuck);
       await t.close();
     }
   });
@@ -206,10 +218,15 @@ describe('warm interpreters killed as fast as they start', () => {
       // Without a backoff each death is replaced at once (over 60 here); with it, a few.
       expect((await spawned()) - before).toBeLessThan(25);
       // And the pool fills again once they are left alone.
-      await until('the pool full again', async () => {
-        const text = await (await fetch(`${t.url}/metrics`)).text();
-        return /^sandbox_pool_ready\{language="python3"\} 2$/m.test(text);
-      });
+      await waitFor(
+        'the pool full again',
+        async () => {
+          const text = await (await fetch(`${t.url}/metrics`)).text();
+          return /^sandbox_pool_ready\{language="python3"\} 2$/m.test(text) || undefined;
+        },
+        10_000,
+        50,
+      );
     } finally {
       await t.close();
     }
@@ -232,8 +249,12 @@ describe("a child faster than its zygote's report", () => {
     );
     tracer.on('error', () => undefined); // no strace: the wait below says so
     try {
-      await until('strace attached', () =>
-        /^TracerPid:\s+[1-9]/m.test(readFileSync(`/proc/${zygote}/status`, 'utf8')),
+      await waitFor(
+        'strace attached',
+        async () =>
+          /^TracerPid:\s+[1-9]/m.test(readFileSync(`/proc/${zygote}/status`, 'utf8')) || undefined,
+        10_000,
+        50,
       );
       // Ends its run as a bootstrap does (an exit report, streams closed), then keeps running.
       const data = await t.run(
@@ -273,15 +294,23 @@ describe('a runner out of descriptors', () => {
       softLimit(t.pid, t.uid, 'nofile', open + 1);
       // With network, as the pool is warmed: the run takes the pooled interpreter, and its refill fails.
       await t.post({ language: 'python3', code: 'print(1)', preload: '', enable_network: true });
-      await until('a refill that fails', () =>
-        /could not be started|failed to start/.test(t.logs!()),
+      await waitFor(
+        'a refill that fails',
+        async () => /could not be started|failed to start/.test(t.logs!()) || undefined,
+        10_000,
+        50,
       ).catch((err: Error) => {
         throw new Error(`${err.message}:\n${t.logs!().slice(-3000)}`);
       });
       await new Promise((r) => setTimeout(r, 500));
       expect(t.alive(), t.logs!().slice(-2000)).toBe(true);
       softLimit(t.pid, t.uid, 'nofile');
-      await until('ready again', async () => (await fetch(`${t.url}/readyz`)).status === 200);
+      await waitFor(
+        'ready again',
+        async () => (await fetch(`${t.url}/readyz`)).status === 200 || undefined,
+        10_000,
+        50,
+      );
       expect((await t.run('python3', 'print(2)')).stdout).toBe('2\n');
     } finally {
       await t.close();

@@ -127,28 +127,7 @@ export function applyDeploymentWebhook(
   return kubectl(cp, ['apply', '-f', '-'], cp.kubeconfigPath, doc);
 }
 
-/** Polls until `check` returns a value (not undefined); bounded, says what it last saw. */
-export async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 30_000,
-  intervalMs = 300,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-      last = 'not yet';
-    } catch (err) {
-      last = err instanceof Error ? err.message : err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${String(last)}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+export { waitFor } from './wait.js';
 
 /** Reads objects as plain JSON through client-node (independent of the operator's client). */
 export class Api {
