@@ -539,6 +539,13 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) sandbox_die_errno("prctl(PR_SET_PDEATHSIG)");
   if (getppid() != parent) sandbox_die("the process that started the run is gone");
 
+  /* A session of its own (bubblewrap's --new-session): no controlling terminal shared with
+   * the runner (TIOCSTI could type into it), no process group or session of the runner's to
+   * observe. A run the runner spawned detached leads its session already; a zygote's child
+   * starts in the runner's. */
+  sandbox_step = "session";
+  if (getsid(0) != getpid() && setsid() < 0) sandbox_die_errno("setsid");
+
   /* Into the run's directory as the run itself: as root its tmpfs (mode 0700) admits only the
    * run's uid, without needing CAP_DAC_OVERRIDE to get in. */
   sandbox_step = "workdir";

@@ -139,10 +139,10 @@ describe.each(MODES)('common libraries under the policy, runner started %s', (mo
     expect(JSON.parse(data.stdout)).toEqual(NODE_EXPECTED);
   });
 
-  it('a program may still ask about itself: session, group, priority, scheduling', async () => {
+  it('a program may still ask about itself (it leads a session and group of its own): session, group, priority, scheduling', async () => {
     const py = await t.run(
       'python3',
-      'import os\nme = os.getpid()\nfor pid in (0, me):\n    print(os.getsid(pid) > 0, os.getpgid(pid) > 0, os.getpriority(os.PRIO_PROCESS, pid), len(os.sched_getaffinity(pid)) > 0, os.sched_getparam(pid).sched_priority, os.sched_getscheduler(pid))',
+      'import os\nme = os.getpid()\nfor pid in (0, me):\n    print(os.getsid(pid) == me, os.getpgid(pid) == me, os.getpriority(os.PRIO_PROCESS, pid), len(os.sched_getaffinity(pid)) > 0, os.sched_getparam(pid).sched_priority, os.sched_getscheduler(pid))',
     );
     expect(py).toEqual({
       stdout: 'True True 0 True 0 0\nTrue True 0 True 0 0\n',
