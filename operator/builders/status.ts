@@ -56,7 +56,11 @@ function conditions(pool: SandboxPool, o: Observation): ConditionCore[] {
     ];
   }
 
-  const available = deploymentCondition(d, 'Available')?.status === 'True';
+  // Ready means the pool serves: at least one runner pod available. Not the Deployment's
+  // Available condition, which with maxUnavailable 0 means every replica, so that each scale-up
+  // by the autoscaler and each crash-looping pod among healthy ones would make a serving pool
+  // not ready (and fire SandboxPoolNotReady). Missing pods show in Progressing and Degraded.
+  const available = s.availableReplicas ?? 0;
   const ready_: ConditionCore =
     desired === 0
       ? {
@@ -65,7 +69,7 @@ function conditions(pool: SandboxPool, o: Observation): ConditionCore[] {
           reason: 'ScaledToZero',
           message: 'the pool has 0 replicas',
         }
-      : available && ready > 0
+      : available > 0
         ? { type: 'Ready', status: 'True', reason: 'MinimumReplicasAvailable', message: counts }
         : { type: 'Ready', status: 'False', reason: 'ReplicasUnavailable', message: counts };
 

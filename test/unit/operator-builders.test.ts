@@ -433,9 +433,10 @@ describe('status', () => {
   const deploymentWith = (
     status: object,
     conditions: V1DeploymentCondition[] = [],
+    replicas = 2,
   ): V1Deployment => ({
     metadata: { generation: 1 },
-    spec: { replicas: 2, selector: {}, template: {} },
+    spec: { replicas, selector: {}, template: {} },
     status: { observedGeneration: 1, ...status, conditions },
   });
 
@@ -462,6 +463,31 @@ describe('status', () => {
       ['Progressing', 'False', 'RolloutComplete'],
       ['Degraded', 'False', 'AsExpected'],
     ]);
+  });
+
+  it('stays Ready while some pods of a serving pool are not (a scale-up, a failing pod)', () => {
+    // maxUnavailable 0: the Deployment is not Available until every replica is.
+    const scalingUp = deploymentWith(
+      { replicas: 3, readyReplicas: 2, updatedReplicas: 3, availableReplicas: 2 },
+      [{ type: 'Available', status: 'False', reason: 'MinimumReplicasUnavailable' }],
+      3,
+    );
+    const s = buildStatus(poolWith(), { deployment: scalingUp }, now);
+    expect(s.conditions?.map((c) => [c.type, c.status, c.reason, c.message])).toEqual([
+      ['Ready', 'True', 'MinimumReplicasAvailable', '2 of 3 runner pods ready'],
+      ['Progressing', 'True', 'RollingOut', '3 of 3 runner pods updated, 2 of 3 runner pods ready'],
+      ['Degraded', 'False', 'AsExpected', expect.any(String)],
+    ]);
+    const none = deploymentWith(
+      { replicas: 3, readyReplicas: 0, updatedReplicas: 3, availableReplicas: 0 },
+      [{ type: 'Available', status: 'False', reason: 'MinimumReplicasUnavailable' }],
+      3,
+    );
+    expect(
+      buildStatus(poolWith(), { deployment: none }, now).conditions?.find(
+        (c) => c.type === 'Ready',
+      ),
+    ).toMatchObject({ status: 'False', reason: 'ReplicasUnavailable' });
   });
 
   it('reports a problem as Ready=False and Degraded=True with its reason', () => {
@@ -544,7 +570,7 @@ describe('status', () => {
     const first = buildStatus(pool, { deployment: deploymentWith({ replicas: 2 }) }, now);
     const second = buildStatus(
       { ...pool, status: first },
-      { deployment: deploymentWith({ replicas: 2, readyReplicas: 1 }) },
+      { deployment: deploymentWith({ replicas: 2, updatedReplicas: 1 }) },
       later,
     );
     expect(second.conditions?.find((c) => c.type === 'Ready')?.lastTransitionTime).toBe(
@@ -553,9 +579,10 @@ describe('status', () => {
     const third = buildStatus(
       { ...pool, status: second },
       {
-        deployment: deploymentWith({ replicas: 2, readyReplicas: 2, updatedReplicas: 2 }, [
-          { type: 'Available', status: 'True' },
-        ]),
+        deployment: deploymentWith(
+          { replicas: 2, readyReplicas: 2, updatedReplicas: 2, availableReplicas: 2 },
+          [{ type: 'Available', status: 'True' }],
+        ),
       },
       later,
     );
