@@ -28,6 +28,8 @@ export interface OperatorConfig {
   /** The pod seccomp profile (JSON) for podProfile Localhost. */
   seccompProfilePath: string;
   seccompInstallerImage: string;
+  /** Secrets (in the operator's namespace) for pulling the installer's image. */
+  imagePullSecrets: string[];
   logLevel: string;
 }
 
@@ -52,6 +54,7 @@ function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 export function loadOperatorConfig(env: NodeJS.ProcessEnv = process.env): OperatorConfig {
   const namespace = env.POD_NAMESPACE || 'sandboxpool-system';
@@ -82,6 +85,15 @@ export function loadOperatorConfig(env: NodeJS.ProcessEnv = process.env): Operat
       'SANDBOXPOOL_RETRY_PERIOD_SECONDS < SANDBOXPOOL_RENEW_DEADLINE_SECONDS < SANDBOXPOOL_LEASE_DURATION_SECONDS must hold',
     );
   const runnerImage = env.SANDBOXPOOL_RUNNER_IMAGE || DEFAULT_RUNNER_IMAGE;
+  const imagePullSecrets = (env.SANDBOXPOOL_IMAGE_PULL_SECRETS ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  for (const name of imagePullSecrets)
+    if (name.length > 253 || !DNS_SUBDOMAIN.test(name))
+      throw new OperatorConfigError(
+        `SANDBOXPOOL_IMAGE_PULL_SECRETS: '${name}' is not a Secret name`,
+      );
   const logLevel = env.LOG_LEVEL || 'info';
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel))
     throw new OperatorConfigError(`LOG_LEVEL: '${logLevel}' is not a log level`);
@@ -100,6 +112,7 @@ export function loadOperatorConfig(env: NodeJS.ProcessEnv = process.env): Operat
     listenPort,
     seccompProfilePath: env.SANDBOXPOOL_SECCOMP_PROFILE || DEFAULT_SECCOMP_PROFILE,
     seccompInstallerImage: env.SANDBOXPOOL_SECCOMP_INSTALLER_IMAGE || runnerImage,
+    imagePullSecrets,
     logLevel,
   };
 }

@@ -477,6 +477,25 @@ export const sandboxPoolSpecSchema = object(
             maxProperties: 64,
           }),
         ),
+        imagePullSecrets: optional(
+          array(
+            object(
+              {
+                name: string({
+                  description: "The name of a Secret in the pool's namespace.",
+                  minLength: 1,
+                  maxLength: 253,
+                }),
+              },
+              { description: 'A Secret of type kubernetes.io/dockerconfigjson.' },
+            ),
+            {
+              description:
+                "Secrets in the pool's namespace for pulling the runner image from a registry that needs credentials.",
+              maxItems: 16,
+            },
+          ),
+        ),
         nodeSelector: optional(labelMap('Node labels the runner pods must be scheduled on.')),
         tolerations: optional(
           array(passthrough<V1Toleration>({ description: 'A core/v1 Toleration.' }), {

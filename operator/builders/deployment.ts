@@ -135,6 +135,7 @@ export function buildPodSpec(pool: SandboxPool, ctx: BuildContext): V1PodSpec {
       },
     ],
     topologySpreadConstraints: topologySpread(pool),
+    ...(t.imagePullSecrets ? { imagePullSecrets: t.imagePullSecrets } : {}),
     ...(t.nodeSelector ? { nodeSelector: t.nodeSelector } : {}),
     ...(t.tolerations ? { tolerations: t.tolerations } : {}),
     ...(t.affinity ? { affinity: t.affinity } : {}),

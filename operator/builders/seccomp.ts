@@ -116,6 +116,7 @@ export function buildInstallerDaemonSet(
   namespace: string,
   image: string,
   profiles: RenderedProfile[],
+  imagePullSecrets: string[] = [],
 ): V1DaemonSet {
   return {
     apiVersion: 'apps/v1',
@@ -134,6 +135,9 @@ export function buildInstallerDaemonSet(
         spec: {
           automountServiceAccountToken: false,
           enableServiceLinks: false,
+          ...(imagePullSecrets.length > 0
+            ? { imagePullSecrets: imagePullSecrets.map((name) => ({ name })) }
+            : {}),
           // Every node that may run a runner pod, tainted or not.
           tolerations: [{ operator: 'Exists' }],
           securityContext: { seccompProfile: { type: 'RuntimeDefault' } },

@@ -491,8 +491,12 @@ export class Reconciler {
     }
     await this.d.kube.apply(buildProfilesConfigMap(ns, list) as V1ConfigMap & KubeObject);
     await this.d.kube.apply(
-      buildInstallerDaemonSet(ns, this.d.config.seccompInstallerImage, list) as V1DaemonSet &
-        KubeObject,
+      buildInstallerDaemonSet(
+        ns,
+        this.d.config.seccompInstallerImage,
+        list,
+        this.d.config.imagePullSecrets,
+      ) as V1DaemonSet & KubeObject,
     );
   }
 

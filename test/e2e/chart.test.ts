@@ -181,7 +181,13 @@ describe('the chart', () => {
       'sandboxPool.enabled=true',
       '--set',
       'sandboxPool.spec.replicas=3',
+      // Credentials for a private registry: the operator's (and its installer's), the runners'.
+      '--set',
+      'imagePullSecrets[0].name=regcred',
+      '--set',
+      'sandboxPool.spec.podTemplate.imagePullSecrets[0].name=regcred',
     ]);
+    expect(everything).toMatch(/name: SANDBOXPOOL_IMAGE_PULL_SECRETS\n\s+value: "regcred"/);
     expect(kinds(everything)).toEqual([
       'ClusterRole',
       'ClusterRoleBinding',

@@ -167,6 +167,7 @@ describe('Deployment', () => {
         tolerations: [{ key: 'sandbox', operator: 'Exists', effect: 'NoSchedule' }],
         priorityClassName: 'high',
         runtimeClassName: 'gvisor',
+        imagePullSecrets: [{ name: 'regcred' }],
         labels: { team: 'ai' },
       },
     });
@@ -175,7 +176,9 @@ describe('Deployment', () => {
       tolerations: [{ key: 'sandbox', operator: 'Exists', effect: 'NoSchedule' }],
       priorityClassName: 'high',
       runtimeClassName: 'gvisor',
+      imagePullSecrets: [{ name: 'regcred' }],
     });
+    expect(podSpec({}).imagePullSecrets).toBeUndefined();
   });
 });
 
@@ -424,6 +427,12 @@ describe('seccomp profile delivery', () => {
       false,
     );
     expect(installerRolledOut(live, 'other')).toBe(false);
+    // Pulled with the operator's credentials, when it has any.
+    expect(ds.spec!.template.spec!.imagePullSecrets).toBeUndefined();
+    expect(
+      buildInstallerDaemonSet('sandboxpool-system', 'img', profiles, ['regcred']).spec!.template
+        .spec!.imagePullSecrets,
+    ).toEqual([{ name: 'regcred' }]);
   });
 });
 

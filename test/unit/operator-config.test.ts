@@ -26,6 +26,11 @@ describe('operator configuration', () => {
       watchNamespace: '',
     });
     expect(loadOperatorConfig({ SANDBOXPOOL_RUNNER_IMAGE: 'r/x:1' }).runnerImage).toBe('r/x:1');
+    expect(c.imagePullSecrets).toEqual([]);
+    expect(
+      loadOperatorConfig({ SANDBOXPOOL_IMAGE_PULL_SECRETS: 'regcred, other.creds' })
+        .imagePullSecrets,
+    ).toEqual(['regcred', 'other.creds']);
   });
 
   it('listens on every address by default (an IPv6-only cluster probes the pod over IPv6)', async () => {
@@ -46,6 +51,10 @@ describe('operator configuration', () => {
     [
       { POD_NAMESPACE: 'Not_A_Namespace' },
       "POD_NAMESPACE: 'Not_A_Namespace' is not a namespace name",
+    ],
+    [
+      { SANDBOXPOOL_IMAGE_PULL_SECRETS: 'regcred,Bad_Name' },
+      "SANDBOXPOOL_IMAGE_PULL_SECRETS: 'Bad_Name' is not a Secret name",
     ],
     [
       { SANDBOXPOOL_RESYNC_SECONDS: 'soon' },
