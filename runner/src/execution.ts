@@ -297,6 +297,8 @@ function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
   if (e.signal === 'SIGKILL' && e.cpuSeconds >= config.cpuSeconds - 0.5)
     return limitFail('cpu_limit');
   if (e.signal === 'SIGXFSZ') return limitFail('file_limit');
+  // A program that ended well succeeded, whatever it wrote to stderr.
+  if (e.code === 0) return { stderr: e.stderr, error: '', exitCode: 0, outcome: 'success' };
   // V8 says so in several ways when memory runs out (its OOM report starts "Last few GCs");
   // C++ code of Node.js aborts with std::bad_alloc.
   const memory =
@@ -317,7 +319,6 @@ function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
   if (e.signal === 'SIGSEGV')
     return fail('killed', 'error: process killed by signal SIGSEGV (e.g. a stack overflow)');
   if (e.signal !== null) return fail('killed', `error: process killed by signal ${e.signal}`);
-  if (e.code === 0) return { stderr: e.stderr, error: '', exitCode: 0, outcome: 'success' };
   const exitCode = e.code ?? -1;
   // The bootstraps report which limit an uncaught error came from.
   const reported: Array<[string, Outcome]> = [

@@ -43,6 +43,15 @@ describe('program failures', () => {
         'nodejs',
         'console.warn("careful"); process.emitWarning("careful too"); console.log("done")',
       ],
+      // Words the runner reads as running out of memory when a program fails: not when it ends well.
+      [
+        'python3',
+        'import sys\nsys.stderr.write("careful: std::bad_alloc seen earlier\\n")\nprint("done")',
+      ],
+      [
+        'nodejs',
+        'console.error("careful: JavaScript heap out of memory, once"); console.log("done")',
+      ],
     ] as const) {
       const data = await t.run(language, code);
       expect(data.stdout).toBe('done\n');
