@@ -298,6 +298,28 @@ export const sandboxPoolSpecSchema = object(
             },
           ),
         ),
+        dns: optional(
+          object(
+            {
+              to: array(networkPeer, {
+                description: "The cluster's DNS servers, for the NetworkPolicy egress rule.",
+                minItems: 1,
+                maxItems: 8,
+              }),
+              port: integer({
+                description:
+                  'The port the DNS server pods listen on (after the Service: 5353 for OpenShift DNS).',
+                minimum: 1,
+                maximum: 65535,
+                default: 53,
+              }),
+            },
+            {
+              description:
+                'Where the pods resolve names, when not kube-dns in kube-system (port 53): e.g. NodeLocal DNSCache (to: [{ipBlock: {cidr: 169.254.20.10/32}}]) or OpenShift DNS.',
+            },
+          ),
+        ),
         allowedCIDRs: array(
           string({ description: 'A CIDR.', maxLength: 64, validations: [cidrRule] }),
           {

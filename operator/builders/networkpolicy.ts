@@ -1,6 +1,6 @@
 // The runner pods' NetworkPolicy. Ingress: allowedClients on the API port, metricsClients (or
-// anyone) on the metrics port. Egress: DNS to kube-dns, the egress proxy and allowedCIDRs; none
-// at all when the network is disabled.
+// anyone) on the metrics port. Egress: DNS (kube-dns unless network.dns says otherwise), the
+// egress proxy and allowedCIDRs; none at all when the network is disabled.
 import type {
   V1NetworkPolicy,
   V1NetworkPolicyEgressRule,
@@ -28,12 +28,13 @@ function proxyIpBlock(url: string): V1NetworkPolicyPeer | undefined {
 function egressRules(pool: SandboxPool): V1NetworkPolicyEgressRule[] {
   const { network } = pool.spec;
   if (!network.enabled) return [];
+  const dnsPort = network.dns?.port ?? 53;
   const rules: V1NetworkPolicyEgressRule[] = [
     {
-      to: [KUBE_DNS],
+      to: network.dns ? peers(network.dns.to) : [KUBE_DNS],
       ports: [
-        { protocol: 'UDP', port: 53 },
-        { protocol: 'TCP', port: 53 },
+        { protocol: 'UDP', port: dnsPort },
+        { protocol: 'TCP', port: dnsPort },
       ],
     },
   ];

@@ -186,6 +186,9 @@ describe('the chart', () => {
       'imagePullSecrets[0].name=regcred',
       '--set',
       'sandboxPool.spec.podTemplate.imagePullSecrets[0].name=regcred',
+      // NodeLocal DNSCache instead of kube-dns.
+      '--set',
+      'sandboxPool.spec.network.dns.to[0].ipBlock.cidr=169.254.20.10/32',
     ]);
     expect(everything).toMatch(/name: SANDBOXPOOL_IMAGE_PULL_SECRETS\n\s+value: "regcred"/);
     expect(kinds(everything)).toEqual([

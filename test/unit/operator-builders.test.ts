@@ -269,6 +269,31 @@ describe('NetworkPolicy', () => {
     });
   });
 
+  it('lets out DNS to the servers network.dns names (NodeLocal DNSCache, OpenShift DNS)', () => {
+    const nodeLocal = buildNetworkPolicy(
+      poolWith({ network: { dns: { to: [{ ipBlock: { cidr: '169.254.20.10/32' } }] } } }),
+    );
+    expect(nodeLocal.spec?.egress?.[0]).toEqual({
+      to: [{ ipBlock: { cidr: '169.254.20.10/32' } }],
+      ports: [
+        { protocol: 'UDP', port: 53 },
+        { protocol: 'TCP', port: 53 },
+      ],
+    });
+    const openshift = {
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'openshift-dns' } },
+      podSelector: { matchLabels: { 'dns.operator.openshift.io/daemonset-dns': 'default' } },
+    };
+    const np = buildNetworkPolicy(poolWith({ network: { dns: { to: [openshift], port: 5353 } } }));
+    expect(np.spec?.egress?.[0]).toEqual({
+      to: [openshift],
+      ports: [
+        { protocol: 'UDP', port: 5353 },
+        { protocol: 'TCP', port: 5353 },
+      ],
+    });
+  });
+
   it('lets out nothing at all when the network is disabled', () => {
     const np = buildNetworkPolicy(poolWith({ network: { enabled: false } }));
     expect(np.spec?.policyTypes).toContain('Egress');
