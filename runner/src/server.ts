@@ -13,6 +13,9 @@ import { LAUNCHER, Runtime } from './runtime.js';
 
 /** How often a runner that became not ready re-runs its self-test. */
 const RECHECK_MS = 2000;
+/** A start that failed (a package index down, say) is tried again after 5 s, then 10 s, ... 5 min. */
+const START_RETRY_FIRST_MS = 5000;
+const START_RETRY_MAX_MS = 300_000;
 
 /** Code that must print "ok": it runs through every layer and checks that a socket is refused. */
 const SELF_TESTS = {
@@ -98,23 +101,53 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       'API_KEY is not set: using the default key "dify-sandbox" (allowed on loopback only)',
     );
 
-  // Ready only once the extra packages are installed and the warm pools are filled.
-  let failure = await installPackages(config).then(
-    () => undefined,
-    (err: Error) => err.message,
-  );
-  if (failure === undefined) {
-    await sandboxes.start();
-    failure = (await runtime.missingCapabilities()) ?? (await selfTest(engine, logger));
-  }
-  if (failure !== undefined) {
-    readiness.reason = failure;
-    logger.error({ reason: failure }, `not ready: ${failure}; runs are refused until restart`);
-  } else {
+  // Ready only once the extra packages are installed, the warm pools filled and the self-test
+  // passed. A start that fails is tried again with backoff (a package index or mirror that was
+  // down a moment must not leave the pod not ready until someone deletes it).
+  let poolsStarted = false;
+  const startUp = async (): Promise<string | undefined> => {
+    const installFailure = await installPackages(config).then(
+      () => undefined,
+      (err: Error) => err.message,
+    );
+    if (installFailure !== undefined) return installFailure;
+    if (readiness.shuttingDown) return 'shutting down';
+    if (!poolsStarted) {
+      poolsStarted = true;
+      await sandboxes.start();
+    }
+    return (await runtime.missingCapabilities()) ?? (await selfTest(engine, logger));
+  };
+  const failure = await startUp();
+  if (failure !== undefined) readiness.reason = failure;
+  else {
     readiness.ready = true;
     readiness.reason = 'ok';
   }
   metrics.ready.set(readiness.ready ? 1 : 0);
+  let startRetry: NodeJS.Timeout | undefined;
+  const retryStart = (attempt: number) => {
+    const delay = Math.min(START_RETRY_MAX_MS, START_RETRY_FIRST_MS * 2 ** (attempt - 1));
+    logger.error(
+      { reason: readiness.reason, attempt, retryMs: delay },
+      `not ready: ${readiness.reason}; runs are refused until a start succeeds (trying again in ${Math.round(delay / 1000)} s)`,
+    );
+    startRetry = setTimeout(async () => {
+      startRetry = undefined;
+      const again = await startUp().catch((err: Error) => err.message);
+      if (readiness.shuttingDown) return;
+      if (again !== undefined) {
+        readiness.reason = again;
+        retryStart(attempt + 1);
+        return;
+      }
+      readiness.ready = true;
+      readiness.reason = 'ok';
+      metrics.ready.set(1);
+      logger.info({ attempt: attempt + 1 }, 'config init success: ready after a failed start');
+    }, delay);
+    startRetry.unref();
+  };
 
   // Fail closed later too: when a run's sandbox cannot be set up (a policy file gone or broken,
   // the kernel refusing a layer), the runner is not ready until a self-test passes again.
@@ -174,11 +207,13 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   };
   if (readiness.ready)
     logger.info(listening, `config init success: listening on ${config.host || '*'}:${port}`);
-  else
+  else {
     logger.error(
       listening,
       `listening on ${config.host || '*'}:${port}, but not ready: ${readiness.reason}`,
     );
+    retryStart(1);
+  }
   const closed = (s: Server) => new Promise<void>((resolve) => s.close(() => resolve()));
   return {
     server,
@@ -189,6 +224,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     // is still open WORKER_TIMEOUT + 10 s later is cut.
     close: async () => {
       clearTimeout(recheck);
+      clearTimeout(startRetry);
       engine.onSandboxError = undefined;
       readiness.shuttingDown = true;
       metrics.ready.set(0);

@@ -1,7 +1,15 @@
 // Packages for sandboxed code: installed from the real registries at start, importable in the
 // sandbox, listed with versions, and out of reach for writing.
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestRunner, type TestRunner } from '../support/runner.js';
+import { waitFor } from '../support/wait.js';
 
 let t: TestRunner;
 beforeAll(async () => {
@@ -153,4 +161,68 @@ describe('a failed install', () => {
       await broken.close();
     }
   }, 300_000);
+
+  it('is tried again until the index answers, then the runner is ready', async () => {
+    // A registry of one package, down (404) until the test brings it up.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sandboxpool-registry-'));
+    mkdirSync(path.join(dir, 'package'));
+    writeFileSync(
+      path.join(dir, 'package', 'package.json'),
+      JSON.stringify({ name: 'sbp-late-package', version: '1.0.0', main: 'index.js' }),
+    );
+    writeFileSync(path.join(dir, 'package', 'index.js'), 'module.exports = "late but here";');
+    execFileSync('tar', ['-czf', 'p.tgz', 'package'], { cwd: dir });
+    const tarball = readFileSync(path.join(dir, 'p.tgz'));
+    rmSync(dir, { recursive: true, force: true });
+    let up = false;
+    const registry = createServer((req, res) => {
+      const base = `http://127.0.0.1:${(registry.address() as AddressInfo).port}`;
+      if (!up) res.writeHead(404).end('{}');
+      else if (req.url === '/sbp-late-package')
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(
+          JSON.stringify({
+            name: 'sbp-late-package',
+            'dist-tags': { latest: '1.0.0' },
+            versions: {
+              '1.0.0': {
+                name: 'sbp-late-package',
+                version: '1.0.0',
+                dist: {
+                  tarball: `${base}/p.tgz`,
+                  shasum: createHash('sha1').update(tarball).digest('hex'),
+                  integrity: `sha512-${createHash('sha512').update(tarball).digest('base64')}`,
+                },
+              },
+            },
+          }),
+        );
+      else if (req.url === '/p.tgz') res.writeHead(200).end(tarball);
+      else res.writeHead(404).end('{}');
+    });
+    await new Promise<void>((r) => registry.listen(0, '127.0.0.1', r));
+    const port = (registry.address() as AddressInfo).port;
+    const late = await startTestRunner({
+      SANDBOX_NODEJS_PACKAGES: 'sbp-late-package@1.0.0',
+      NPM_REGISTRY: `http://127.0.0.1:${port}/`,
+    });
+    try {
+      const ready = await fetch(`${late.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(((await ready.json()) as { reason: string }).reason).toMatch(
+        /^installing npm packages failed: .*404/,
+      );
+      up = true;
+      // The first retry comes 5 s after the failed start.
+      await waitFor(
+        'the runner to be ready',
+        async () => ((await fetch(`${late.url}/readyz`)).status === 200 ? true : undefined),
+        30_000,
+      );
+      const data = await late.run('nodejs', 'console.log(require("sbp-late-package"))');
+      expect(data.stdout).toBe('late but here\n');
+    } finally {
+      await late.close();
+      await new Promise((r) => registry.close(r));
+    }
+  }, 120_000);
 });
