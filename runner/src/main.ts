@@ -18,6 +18,11 @@ async function main(): Promise<void> {
   }
   const logger = pino({ level: config.logLevel, base: { service: 'sandboxpool-runner' } });
   const runner = await startRunner(config, logger).catch((err: Error) => {
+    // What only the machine can tell (a syscall this kernel lacks, an interpreter not there).
+    if (err instanceof ConfigError) {
+      process.stderr.write(`invalid configuration: ${err.message}\n`);
+      process.exit(2);
+    }
     logger.fatal({ err }, `start-up failed: ${err.message}`);
     process.exit(1);
   });

@@ -6,7 +6,7 @@ import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { Language, RunnerConfig } from './config.js';
+import { ConfigError, type Language, type RunnerConfig } from './config.js';
 import { nodeModulePaths, packagesDir } from './dependencies.js';
 import {
   BOOTSTRAP_SOURCE,
@@ -140,11 +140,17 @@ export class Runtime {
       await fs.readFile(path.join(NATIVE_BUILD, 'syscalls.json'), 'utf8'),
     ) as Record<string, string>;
     for (const [nr, name] of Object.entries(table)) this.syscallNames.set(Number(nr), name);
+    const known = new Set(this.syscallNames.values());
     const extra = this.config.allowedSyscalls.map((s) => {
-      if (!/^\d+$/.test(s)) return s;
+      if (!/^\d+$/.test(s)) {
+        // Refused here, not by the launcher at the first run (a runner that never gets ready).
+        if (!known.has(s))
+          throw new ConfigError(`ALLOWED_SYSCALLS: no syscall named '${s}' on this machine`);
+        return s;
+      }
       const name = this.syscallNames.get(Number(s));
       if (name === undefined)
-        throw new Error(`ALLOWED_SYSCALLS: no syscall number ${s} on this machine`);
+        throw new ConfigError(`ALLOWED_SYSCALLS: no syscall number ${s} on this machine`);
       return name;
     });
     await fs.writeFile(
@@ -160,7 +166,7 @@ export class Runtime {
       ['nodejs', 'NODEJS_PATH', this.config.nodejsPath],
     ] as const) {
       const real = await fs.realpath(file).catch(() => {
-        throw new Error(`${setting}: ${file} does not exist`);
+        throw new ConfigError(`${setting}: ${file} does not exist`);
       });
       this.prefixes.set(language, path.dirname(path.dirname(real)));
     }

@@ -44,6 +44,14 @@ async function startMain(
   return { child, line, out: () => out };
 }
 
+/** A runner on loopback with a work directory of its own. */
+const local = () => ({
+  API_KEY: 'k',
+  SANDBOX_HOST: '127.0.0.1',
+  SANDBOX_PORT: '0',
+  SANDBOX_WORK_DIR: mkdtempSync(path.join(os.tmpdir(), 'sbp-start-')),
+});
+
 describe('runner start-up', () => {
   it('is built (npm run build)', () => {
     expect(existsSync(MAIN), `${MAIN} is missing: run 'npm run build'`).toBe(true);
@@ -61,6 +69,15 @@ describe('runner start-up', () => {
     [
       { API_KEY: 'k', MAX_WORKERS: '0' },
       'invalid configuration: MAX_WORKERS: 0 is out of range (1..256)',
+    ],
+    // What only this machine can tell: stopped before listening, not a runner never ready.
+    [
+      { ...local(), ALLOWED_SYSCALLS: 'getpid notasyscall' },
+      "invalid configuration: ALLOWED_SYSCALLS: no syscall named 'notasyscall' on this machine",
+    ],
+    [
+      { ...local(), PYTHON_PATH: '/nonexistent/python3' },
+      'invalid configuration: PYTHON_PATH: /nonexistent/python3 does not exist',
     ],
   ])('stops on bad configuration %o with one clear line', (env, line) => {
     const r = spawnSync(process.execPath, [MAIN, '--config', '/dev/null'], {
