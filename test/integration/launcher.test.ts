@@ -190,12 +190,16 @@ describe('sandbox-launcher', () => {
 
 describe('runner with a sandbox that cannot be set up', () => {
   it('is not ready, says why, and refuses runs instead of running them unconfined', async () => {
-    const t = await startTestRunner({ ALLOWED_SYSCALLS: 'no_such_syscall' });
+    // A hard stack limit below the 8 MiB the launcher sets: without root it cannot raise it.
+    const t = await startTestRunner(
+      {},
+      { mode: 'unprivileged', process: { wrapper: ['prlimit', '--stack=4194304:4194304'] } },
+    );
     try {
       const ready = await fetch(`${t.url}/readyz`);
       expect(ready.status).toBe(503);
       expect(((await ready.json()) as { reason: string }).reason).toMatch(
-        /unknown syscall 'no_such_syscall'/,
+        /sandbox setup failed: rlimits: RLIMIT_STACK: Operation not permitted/,
       );
       const { status, body } = await t.post({ language: 'python3', code: 'print("unconfined")' });
       expect(status).toBe(503);

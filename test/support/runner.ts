@@ -89,8 +89,9 @@ export async function gaugeReaches(
 export interface StartOptions {
   mode?: RunnerMode;
   /**
-   * Root mode only: run the runner as its own process, from this main.js (a copy of the install,
-   * say) and under this command prefix (a wrapper that changes the process first).
+   * Run the runner as its own process (root mode; the unprivileged one always is), from this
+   * main.js (a copy of the install, say; root mode only) and under this command prefix (a
+   * wrapper that changes the process first).
    */
   process?: { main?: string; wrapper?: string[] };
 }
@@ -113,7 +114,7 @@ export async function startTestRunner(
   const config = loadConfig({ env: fullEnv, configPath: null });
   const started =
     mode === 'unprivileged'
-      ? await startUnprivileged(fullEnv, workDir)
+      ? await startUnprivileged(fullEnv, workDir, asProcess?.wrapper)
       : asProcess !== undefined
         ? await startProcess(
             fullEnv,
@@ -167,13 +168,18 @@ async function startInProcess(config: RunnerConfig): Promise<Started> {
   };
 }
 
-async function startUnprivileged(env: Record<string, string>, workDir: string): Promise<Started> {
+async function startUnprivileged(
+  env: Record<string, string>,
+  workDir: string,
+  wrapper: string[] = [],
+): Promise<Started> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run 'npm run build'`);
   const uid = (runnerUid += 1);
   chownSync(workDir, uid, uid);
   // What a restricted pod gives: another uid, no groups, no capabilities (not even in the
   // bounding set), no_new_privs.
   const command = [
+    ...wrapper,
     'setpriv',
     `--reuid=${uid}`,
     `--regid=${uid}`,
