@@ -209,6 +209,9 @@ function main(packagesAt) {
   installProxy();
   report('ready');
   const request = JSON.parse(fs.readFileSync(0, 'utf8'));
+  // "run" before anything of the request runs: a process that ends without having said so ran
+  // none of it, and the runner may give the request to another. Not a courtesy: unsaid, stop.
+  if (!report('run')) process.exit(125);
   if (request.preload) run(request.preload, 'preload.js');
   run(request.code, 'code.js');
 }

@@ -15,6 +15,9 @@ export class Abandoned extends Error {
   override name = 'Abandoned';
 }
 
+/** Processes one request may be given when each ends before it takes the request. */
+const MAX_ATTEMPTS = 3;
+
 export class Engine {
   /** Told when a run could not be confined (the sandbox setup failed): fail closed. */
   onSandboxError?: (reason: string) => void;
@@ -57,9 +60,26 @@ export class Engine {
     // process has exited and its uid is free, which may be a little after the answer.
     let settled: Promise<void> = Promise.resolve();
     try {
-      const proc = this.sandboxes.acquire(req.language, req.network);
-      const execution = await runRequest(this.runtime, proc, req);
+      let execution = await runRequest(
+        this.runtime,
+        this.sandboxes.acquire(req.language, req.network),
+        req,
+      );
       settled = execution.settled;
+      // A process that ended before it took the request ran none of it: another may.
+      for (let attempt = 2; execution.unstarted && attempt <= MAX_ATTEMPTS; attempt++) {
+        log.warn(
+          { language: req.language, attempt, error: execution.result.error.trim() },
+          'the sandboxed process ended before it took the request: running it in another',
+        );
+        this.metrics.runRetries.inc({ language: req.language });
+        execution = await runRequest(
+          this.runtime,
+          this.sandboxes.acquire(req.language, req.network),
+          req,
+        );
+        settled = Promise.all([settled, execution.settled]).then(() => undefined);
+      }
       const { result } = execution;
       if (result.outcome === 'sandbox_error') this.onSandboxError?.(result.error.trim());
       const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;

@@ -80,6 +80,12 @@ export interface Execution {
   result: ExecutionResult;
   /** Resolves once the process has exited and its directory and uid are released. */
   settled: Promise<void>;
+  /**
+   * The process ended before it took the request (it never said "run"), on no limit and no
+   * sandbox failure: killed while it waited (its zygote gone, out of memory), or it could not
+   * connect back. Nothing of the request ran, so another process may run it.
+   */
+  unstarted: boolean;
 }
 
 /** Resolves once STREAM has delivered everything and ended (or closed). */
@@ -196,7 +202,12 @@ export async function runRequest(
     network: req.network,
     cpuSeconds: watchdog?.cpuSeconds ?? 0,
   });
-  return { result: { ...result, stdout: stdout.text() }, settled };
+  const ready = proc.reportLog.indexOf('ready');
+  const unstarted =
+    limitHit === undefined &&
+    result.outcome !== 'sandbox_error' &&
+    (ready === -1 || proc.reportLog[ready + 1] !== 'run');
+  return { result: { ...result, stdout: stdout.text() }, settled, unstarted };
 }
 
 /**
@@ -290,6 +301,13 @@ function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
       stderr: '',
     };
   if (e.limitHit !== undefined) return limitFail(e.limitHit);
+  // Never ready, so no code of the request ran: not the program's failure (it could not
+  // connect back to the runner, say, or was killed while starting).
+  if (ready === -1)
+    return fail(
+      'error',
+      `error: the sandboxed interpreter ended before it was ready (${e.signal ?? `exit code ${e.code}`})`,
+    );
   if (lines.at(-1) === REPORTS_OVERFLOW) return limitFail('output_limit');
   if (e.signal === 'SIGXCPU') return limitFail('cpu_limit');
   // SIGKILL that the runner did not send: the hard CPU limit, a second after the soft one

@@ -70,6 +70,12 @@ export class RunnerMetrics {
     labelNames: ['language'] as const,
     registers: [this.registry],
   });
+  readonly runRetries = new Counter({
+    name: 'sandbox_run_retries_total',
+    help: 'Runs given to another interpreter because theirs ended before it took the request (killed while it waited: its zygote gone, out of memory), by language.',
+    labelNames: ['language'] as const,
+    registers: [this.registry],
+  });
   readonly zygoteUp = new Gauge({
     name: 'sandbox_zygote_up',
     help: '1 while the Python zygote runs and starts the interpreters; 0 while they start through the launcher instead (disabled, or ended: another is started after a backoff).',

@@ -280,6 +280,51 @@ describe("a child faster than its zygote's report", () => {
   });
 });
 
+describe('a warm interpreter that dies after it was taken, before it read the request', () => {
+  it.each([
+    ['python3', 'print("ran", 6 * 7)'],
+    ['nodejs', 'console.log("ran", 6 * 7)'],
+  ] as const)('%s: the request runs in another, once', async (language, code) => {
+    const t = await startTestRunner({
+      SANDBOX_WARM_PYTHON3: language === 'python3' ? '1' : '0',
+      SANDBOX_WARM_NODEJS: language === 'nodejs' ? '1' : '0',
+    });
+    let warm: number | undefined;
+    try {
+      await waitFor(
+        'the warm interpreter ready',
+        async () =>
+          (await metric(t, `sandbox_pool_ready{language="${language}"}`)) === 1 || undefined,
+        10_000,
+        50,
+      );
+      [warm] = childrenOf(zygoteOf(t)!);
+      // Stopped, it cannot read the request the run writes; killed then, it never did (its
+      // zygote gone, out of memory): nothing of the request ran.
+      process.kill(warm!, 'SIGSTOP');
+      const answer = t.run(language, code);
+      await new Promise((r) => setTimeout(r, 300));
+      process.kill(warm!, 'SIGKILL');
+      const data = await answer;
+      expect(data).toEqual({ stdout: 'ran 42\n', stderr: '', error: '', exit_code: 0 });
+      expect(await metric(t, `sandbox_run_retries_total{language="${language}"}`)).toBe(1);
+      // A run that took its request is not run again, whatever its end.
+      expect((await t.run(language, code)).stdout).toBe('ran 42\n');
+      const failing = await t.run(
+        language,
+        language === 'python3'
+          ? 'import os\nos.kill(os.getpid(), 9)'
+          : 'process.kill(process.pid, 9)',
+      );
+      expect(failing.error).toMatch(/^error: process killed by signal SIGKILL/);
+      expect(await metric(t, `sandbox_run_retries_total{language="${language}"}`)).toBe(1);
+    } finally {
+      if (warm !== undefined) resume(warm);
+      await t.close();
+    }
+  });
+});
+
 describe('a runner out of descriptors', () => {
   it('fails what it cannot start, stays up, and serves again once it has descriptors', async () => {
     // Through the launcher (no zygote), so that the runner itself creates each run's pipes; the
