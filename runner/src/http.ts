@@ -32,6 +32,21 @@ declare module 'express-serve-static-core' {
 
 const envelope = (code: number, message: string, data: unknown = null) => ({ code, message, data });
 
+/** The unauthenticated probe routes, whose failures are not logged one by one. */
+const PROBES = new Set(['/health', '/healthz', '/readyz', '/metrics']);
+
+/**
+ * A body DifySandbox refuses with code -400 in an HTTP 200 answer (api.md): logged like the
+ * refusals answered with an HTTP error status.
+ */
+function badRequest(req: express.Request, res: express.Response, message: string): void {
+  req.log.warn(
+    { method: req.method, path: req.originalUrl.split('?')[0], code: -400 },
+    `refused: ${message}`,
+  );
+  res.json(envelope(-400, message));
+}
+
 /** Constant-time comparison, also in the length: both sides are hashed first. */
 function keyMatches(given: string | undefined, expected: string): boolean {
   const a = createHash('sha256')
@@ -86,9 +101,11 @@ export function createApp({
     // Runs log their own line ("execution finished"); a refused request (a wrong key, a full
     // queue, a bad body) gets this one, so that an operator sees it in the logs too.
     res.once('finish', () => {
-      if (res.statusCode >= 400)
+      const path = req.originalUrl.split('?')[0];
+      // Not the probes: a runner not ready would log one line per probe (every 5 s).
+      if (res.statusCode >= 400 && !PROBES.has(path ?? ''))
         req.log.warn(
-          { method: req.method, path: req.originalUrl.split('?')[0], status: res.statusCode },
+          { method: req.method, path, status: res.statusCode },
           `answered ${res.statusCode}`,
         );
     });
@@ -121,7 +138,7 @@ export function createApp({
   sandbox.post('/run', async (req, res) => {
     const body: unknown = req.body;
     if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-      res.json(envelope(-400, 'request body must be a JSON object'));
+      badRequest(req, res, 'request body must be a JSON object');
       return;
     }
     const {
@@ -131,7 +148,7 @@ export function createApp({
       enable_network: enableNetwork,
     } = body as Record<string, unknown>;
     if (typeof language !== 'string' || language === '') {
-      res.json(envelope(-400, 'language is required'));
+      badRequest(req, res, 'language is required');
       return;
     }
     const lang = parseLanguage(language);
@@ -140,11 +157,11 @@ export function createApp({
       return;
     }
     if (typeof code !== 'string' || code === '') {
-      res.json(envelope(-400, 'code is required and must be a string'));
+      badRequest(req, res, 'code is required and must be a string');
       return;
     }
     if (preload !== undefined && preload !== null && typeof preload !== 'string') {
-      res.json(envelope(-400, 'preload must be a string'));
+      badRequest(req, res, 'preload must be a string');
       return;
     }
     if (
@@ -152,7 +169,7 @@ export function createApp({
       enableNetwork !== null &&
       typeof enableNetwork !== 'boolean'
     ) {
-      res.json(envelope(-400, 'enable_network must be a boolean'));
+      badRequest(req, res, 'enable_network must be a boolean');
       return;
     }
     if (!readiness.ready) {

@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gaugeReaches, startTestRunner, TEST_KEY, type TestRunner } from '../support/runner.js';
+import { waitFor } from '../support/wait.js';
 
 let t: TestRunner;
 beforeAll(async () => {
@@ -264,18 +265,34 @@ describe('logs', () => {
         body: '{}',
       });
       expect(res.status).toBe(401);
-      const deadline = Date.now() + 5000;
-      const line = () =>
+      // A body DifySandbox refuses in an HTTP 200 answer (code -400).
+      const bad = await fetch(`${p.url}/v1/sandbox/run`, {
+        method: 'POST',
+        headers: { 'X-Api-Key': TEST_KEY, 'X-Request-Id': 'refused-2' },
+        body: '{"language": "python3"}',
+      });
+      expect(((await bad.json()) as { code: number }).code).toBe(-400);
+      const line = (id: string) =>
         p.logs!()
           .split('\n')
-          .find((l) => l.includes('"reqId":"refused-1"'));
-      while (line() === undefined && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 50));
-      expect(JSON.parse(line() ?? '{}')).toMatchObject({
+          .find((l) => l.includes(`"reqId":"${id}"`));
+      await waitFor(
+        'the log lines',
+        async () => (line('refused-1') && line('refused-2')) || undefined,
+        5000,
+        50,
+      );
+      expect(JSON.parse(line('refused-1') ?? '{}')).toMatchObject({
         reqId: 'refused-1',
         status: 401,
         path: '/v1/sandbox/run',
         msg: 'answered 401',
+      });
+      expect(JSON.parse(line('refused-2') ?? '{}')).toMatchObject({
+        reqId: 'refused-2',
+        code: -400,
+        path: '/v1/sandbox/run',
+        msg: 'refused: code is required and must be a string',
       });
     } finally {
       await p.close();

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NATIVE_BUILD, POLICY_SOURCE } from '../../runner/src/paths.js';
+import { waitFor } from '../support/wait.js';
 import { startTestRunner } from '../support/runner.js';
 
 const LAUNCHER = path.join(NATIVE_BUILD, 'sandbox-launcher');
@@ -201,8 +202,22 @@ describe('runner with a sandbox that cannot be set up', () => {
       expect(((await ready.json()) as { reason: string }).reason).toMatch(
         /sandbox setup failed: rlimits: RLIMIT_STACK: Operation not permitted/,
       );
-      const { status, body } = await t.post({ language: 'python3', code: 'print("unconfined")' });
+      const { status, body } = await t.post(
+        { language: 'python3', code: 'print("unconfined")' },
+        { 'X-Request-Id': 'refused-run' },
+      );
       expect(status).toBe(503);
+      // Logged; the readiness probes (every 5 s in a pod) are not, one line each.
+      await fetch(`${t.url}/readyz`, { headers: { 'X-Request-Id': 'probe' } });
+      await t.post({ language: 'python3', code: '' }, { 'X-Request-Id': 'after-probe' });
+      await waitFor(
+        'the log line',
+        async () => t.logs!().includes('"reqId":"after-probe"') || undefined,
+        5000,
+        50,
+      );
+      expect(t.logs!()).toContain('"reqId":"refused-run"');
+      expect(t.logs!()).not.toContain('"reqId":"probe"');
       expect(body.code).toBe(-503);
       expect(body.message).toMatch(/^sandbox not ready: /);
       const metrics = await (await fetch(`${t.url}/metrics`)).text();
