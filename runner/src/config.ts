@@ -31,6 +31,8 @@ export interface RunnerConfig {
   enableNetwork: boolean;
   httpProxy: string;
   httpsProxy: string;
+  /** SOCKS5_PROXY: when set, httpProxy and httpsProxy are this (DifySandbox's precedence). */
+  socks5Proxy: string;
   noProxy: string;
   directTcpPorts: string[];
   /** With network, the only TCP ports a program may connect to; undefined: any (no proxy set,
@@ -176,6 +178,14 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'string',
     default: '',
     doc: 'proxy handed to programs for https:// (with network)',
+  },
+  {
+    key: 'socks5Proxy',
+    env: 'SOCKS5_PROXY',
+    yaml: 'proxy.socks5',
+    kind: 'string',
+    default: '',
+    doc: "a SOCKS proxy (socks5://host:port) handed to programs as both `HTTP_PROXY` and `HTTPS_PROXY`, in their place when set (as DifySandbox does); Node.js's `fetch` cannot use one (its `http`/`https` can)",
   },
   {
     key: 'noProxy',
@@ -455,7 +465,6 @@ const IGNORED_DIFY_KEYS = new Set([
   'log_path',
   'python_lib_path',
   'python_deps_update_interval',
-  'proxy.socks5',
 ]);
 
 function leafKeys(node: unknown, prefix = ''): string[] {
@@ -476,6 +485,8 @@ function yamlLookup(doc: unknown, dotted: string): unknown {
 
 function parseValue(s: Setting, raw: unknown, source: string): unknown {
   const where = source;
+  if (raw !== null && typeof raw === 'object' && !Array.isArray(raw))
+    throw new ConfigError(`${where}: expected a value, got a mapping`);
   const text = Array.isArray(raw) ? raw.map(String).join(',') : String(raw).trim();
   switch (s.kind) {
     case 'int': {
@@ -529,13 +540,15 @@ export interface LoadOptions {
 /** Reads, validates and returns the configuration; throws ConfigError naming the bad key. */
 export function loadConfig(options: LoadOptions = {}): RunnerConfig {
   const env = options.env ?? process.env;
-  const path = options.configPath ?? env.SANDBOX_CONFIG ?? '/conf/config.yaml';
+  // Empty means unset, as for every other variable.
+  const fromEnv = env.SANDBOX_CONFIG || undefined;
+  const path = options.configPath ?? fromEnv ?? '/conf/config.yaml';
   let doc: unknown = {};
   try {
     if (options.configPath !== null) doc = parseYaml(readFileSync(path, 'utf8')) ?? {};
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const explicit = options.configPath !== undefined || env.SANDBOX_CONFIG !== undefined;
+    const explicit = options.configPath !== undefined || fromEnv !== undefined;
     if (code !== 'ENOENT' || explicit)
       throw new ConfigError(`config file ${path}: ${(err as Error).message.split('\n')[0]}`);
   }
@@ -558,8 +571,10 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
   }
   const config = values as unknown as RunnerConfig;
   const known = new Set(SETTINGS.map((s) => s.yaml));
+  const sections = new Set([...known].flatMap((k) => k.split('.').slice(0, -1)));
   config.unknownKeys = leafKeys(doc).filter(
-    (k) => k !== '' && !known.has(k) && !IGNORED_DIFY_KEYS.has(k),
+    // An empty section ("proxy:" with nothing under it) is no unknown key.
+    (k) => k !== '' && !known.has(k) && !IGNORED_DIFY_KEYS.has(k) && !sections.has(k),
   );
 
   const loopback = ['127.0.0.1', '::1', 'localhost'].includes(config.host);
@@ -582,7 +597,13 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
     );
   if (!config.workDir.startsWith('/'))
     throw new ConfigError(`SANDBOX_WORK_DIR: must be an absolute path, got '${config.workDir}'`);
+  // A proxy without a scheme (ssrf_proxy:3128) is an HTTP proxy, as Python's requests takes it.
+  for (const key of ['httpProxy', 'httpsProxy', 'socks5Proxy'] as const)
+    if (config[key] !== '' && !config[key].includes('://'))
+      config[key] = `${key === 'socks5Proxy' ? 'socks5' : 'http'}://${config[key]}`;
+  if (config.socks5Proxy !== '') config.httpProxy = config.httpsProxy = config.socks5Proxy;
   for (const [key, url] of [
+    ['SOCKS5_PROXY', config.socks5Proxy],
     ['HTTP_PROXY', config.httpProxy],
     ['HTTPS_PROXY', config.httpsProxy],
     ['PIP_MIRROR_URL', config.pipIndexUrl],
@@ -592,7 +613,7 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
     try {
       new URL(url);
     } catch {
-      throw new ConfigError(`${key}: not a URL: '${url}'`);
+      throw new ConfigError(`${key}: not a URL: '${withoutPassword(url)}'`);
     }
   }
   config.connectPorts = connectPorts(config);
@@ -600,6 +621,11 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
     if (!/^[a-z0-9_]+$/.test(name))
       throw new ConfigError(`ALLOWED_SYSCALLS: '${name}' is not a syscall name or number`);
   return config;
+}
+
+/** URL with its user information hidden: error lines end up in logs. */
+function withoutPassword(url: string): string {
+  return url.replace(/\/\/[^/@]*@/, '//***@');
 }
 
 /** A proxy URL's port, the scheme's default when the URL names none. */
@@ -642,13 +668,13 @@ function connectPorts(config: RunnerConfig): number[] | undefined {
   for (const [key, url] of proxies) {
     const parsed = new URL(url);
     const schemePort = DEFAULT_PROXY_PORTS[parsed.protocol];
-    // 'squid:3128' parses as the scheme 'squid:'; a PAC file's server is not the proxy.
+    // A PAC file's server is not the proxy, nor is an FTP server.
     if (schemePort === undefined)
       throw new ConfigError(
-        `${key}: '${url}' is not a proxy URL (http://host:port, https://..., socks5://...)`,
+        `${key}: '${withoutPassword(url)}' is not a proxy URL (http://host:port, https://..., socks5://...)`,
       );
     const port = parsed.port !== '' ? Number(parsed.port) : schemePort;
-    if (port < 1) throw new ConfigError(`${key}: '${url}' names port 0`);
+    if (port < 1) throw new ConfigError(`${key}: '${withoutPassword(url)}' names port 0`);
     ports.add(port);
   }
   if (ports.size > 16)

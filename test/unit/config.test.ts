@@ -149,7 +149,7 @@ describe('loadConfig', () => {
     expect(() => ports({ SANDBOX_DIRECT_TCP_PORTS: '70000' })).toThrow(
       /^SANDBOX_DIRECT_TCP_PORTS: '70000' is not a TCP port/,
     );
-    for (const url of ['ftp://proxy', 'squid:3128', 'pac+http://pac.example/proxy.pac'])
+    for (const url of ['ftp://proxy', 'pac+http://pac.example/proxy.pac'])
       expect(() => ports({ HTTP_PROXY: url })).toThrow(
         new RegExp(`^HTTP_PROXY: '${url.replace(/[.+]/g, '\\$&')}' is not a proxy URL`),
       );
@@ -179,6 +179,37 @@ describe('loadConfig', () => {
       'max_worker',
       'limits.memory_mb',
     ]);
+  });
+
+  it("takes DifySandbox's SOCKS5 proxy in place of the others, and a proxy without a scheme as HTTP", () => {
+    const load = (env: Record<string, string>, file: string | null = null) =>
+      loadConfig({ env: { API_KEY: 'k', ...env }, configPath: file });
+    expect(load({ SOCKS5_PROXY: 'socks5://p:1081', HTTP_PROXY: 'http://x:1' })).toMatchObject({
+      httpProxy: 'socks5://p:1081',
+      httpsProxy: 'socks5://p:1081',
+      connectPorts: [53, 1081],
+    });
+    expect(load({}, yamlFile('proxy:\n  socks5: p:1080\n  http: http://x:1\n'))).toMatchObject({
+      httpProxy: 'socks5://p:1080',
+      httpsProxy: 'socks5://p:1080',
+    });
+    expect(load({ HTTP_PROXY: 'ssrf_proxy:3128' })).toMatchObject({
+      httpProxy: 'http://ssrf_proxy:3128',
+      connectPorts: [53, 3128],
+    });
+  });
+
+  it('keeps passwords out of its messages, refuses mappings for values, and takes empty as unset', () => {
+    const load = (env: Record<string, string>, file: string | null = null) =>
+      loadConfig({ env: { API_KEY: 'k', ...env }, configPath: file });
+    expect(() => load({ HTTP_PROXY: 'http://user:s3cret@proxy:99999' })).toThrow(
+      "HTTP_PROXY: not a URL: 'http://***@proxy:99999'",
+    );
+    expect(() => loadConfig({ env: {}, configPath: yamlFile('app:\n  key:\n    a: 1\n') })).toThrow(
+      /config\.yaml: app\.key: expected a value, got a mapping$/,
+    );
+    expect(() => loadConfig({ env: { API_KEY: 'k', SANDBOX_CONFIG: '' } })).not.toThrow();
+    expect(load({}, yamlFile('proxy:\napp:\n')).unknownKeys).toEqual([]);
   });
 
   it('an explicitly named config file must exist', () => {
