@@ -17,7 +17,8 @@ export class RunnerMetrics {
     name: 'sandbox_execution_duration_seconds',
     help: 'Wall-clock time of one run in its sandboxed interpreter, from taking the interpreter to its answer, by language.',
     labelNames: ['language'] as const,
-    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    // Up to WORKER_TIMEOUT's maximum (3600 s): a run cut at a long timeout is not just "> 30 s".
+    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600],
     registers: [this.registry],
   });
   readonly queueWait = new Histogram({
@@ -85,7 +86,7 @@ export class RunnerMetrics {
     name: 'sandbox_pool_spawn_seconds',
     help: 'Time from starting a warm interpreter to its "ready" from inside the sandbox, by language.',
     labelNames: ['language'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
 
