@@ -1,7 +1,12 @@
 // Admission and scheduling: at most MAX_WORKERS runs execute, at most MAX_REQUESTS are
 // executing or queued (beyond that: Busy, HTTP 503). Each run gets a fresh sandboxed process.
 import type { Logger } from 'pino';
-import { runRequest, type ExecutionRequest, type ExecutionResult } from './execution.js';
+import {
+  runRequest,
+  type Execution,
+  type ExecutionRequest,
+  type ExecutionResult,
+} from './execution.js';
 import type { RunnerMetrics } from './metrics.js';
 import type { Sandboxes } from './pool.js';
 import type { Runtime } from './runtime.js';
@@ -60,26 +65,8 @@ export class Engine {
     // process has exited and its uid is free, which may be a little after the answer.
     let settled: Promise<void> = Promise.resolve();
     try {
-      let execution = await runRequest(
-        this.runtime,
-        this.sandboxes.acquire(req.language, req.network),
-        req,
-      );
+      const execution = await this.execute(req, log, true);
       settled = execution.settled;
-      // A process that ended before it took the request ran none of it: another may.
-      for (let attempt = 2; execution.unstarted && attempt <= MAX_ATTEMPTS; attempt++) {
-        log.warn(
-          { language: req.language, attempt, error: execution.result.error.trim() },
-          'the sandboxed process ended before it took the request: running it in another',
-        );
-        this.metrics.runRetries.inc({ language: req.language });
-        execution = await runRequest(
-          this.runtime,
-          this.sandboxes.acquire(req.language, req.network),
-          req,
-        );
-        settled = Promise.all([settled, execution.settled]).then(() => undefined);
-      }
       const { result } = execution;
       if (result.outcome === 'sandbox_error') this.onSandboxError?.(result.error.trim());
       const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
@@ -104,6 +91,43 @@ export class Engine {
         this.releaseWorker();
       });
     }
+  }
+
+  /**
+   * A self-test run: outside MAX_REQUESTS, the worker limit and the metrics (it is not traffic,
+   * and a runner full of runs must still be able to test itself).
+   */
+  async runSelfTest(req: ExecutionRequest, log: Logger): Promise<ExecutionResult> {
+    const execution = await this.execute(req, log, false);
+    void execution.settled.finally(() => this.sandboxes.replenish(req.language));
+    return execution.result;
+  }
+
+  /**
+   * REQ in a sandboxed process, to its end; in another when one ends before it took the request
+   * (nothing of it ran). COUNTED: in the pool and retry metrics. SETTLED covers every process.
+   */
+  private async execute(req: ExecutionRequest, log: Logger, counted: boolean): Promise<Execution> {
+    let execution = await runRequest(
+      this.runtime,
+      this.sandboxes.acquire(req.language, req.network, counted),
+      req,
+    );
+    let { settled } = execution;
+    for (let attempt = 2; execution.unstarted && attempt <= MAX_ATTEMPTS; attempt++) {
+      log.warn(
+        { language: req.language, attempt, error: execution.result.error.trim() },
+        'the sandboxed process ended before it took the request: running it in another',
+      );
+      if (counted) this.metrics.runRetries.inc({ language: req.language });
+      execution = await runRequest(
+        this.runtime,
+        this.sandboxes.acquire(req.language, req.network, counted),
+        req,
+      );
+      settled = Promise.all([settled, execution.settled]).then(() => undefined);
+    }
+    return { ...execution, settled };
   }
 
   /** Resolves true with a worker, false when ABANDONED is aborted first (no worker taken). */

@@ -166,15 +166,15 @@ export class Sandboxes {
     await Promise.all([...this.pools.values()].map((p) => p.fill()));
   }
 
-  /** A process for one run: a warm one when there is one, else a new one. */
-  acquire(language: Language, network: boolean): SandboxProcess {
+  /** A process for one run: a warm one when there is one, else a new one. COUNTED: in the hit and miss metrics. */
+  acquire(language: Language, network: boolean, counted = true): SandboxProcess {
     const pool = network === this.pooledNetwork ? this.pools.get(language) : undefined;
     const warm = pool?.take();
     if (warm !== undefined) {
-      this.metrics.poolHits.inc({ language });
+      if (counted) this.metrics.poolHits.inc({ language });
       return warm;
     }
-    this.metrics.poolMisses.inc({ language });
+    if (counted) this.metrics.poolMisses.inc({ language });
     return this.spawn(language, network);
   }
 

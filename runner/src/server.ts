@@ -38,7 +38,7 @@ const SELF_TESTS = {
 /** Proves that a run really gets the sandbox (at start, and after a sandbox error): fails closed otherwise. */
 async function selfTest(engine: Engine, logger: Logger): Promise<string | undefined> {
   for (const language of ['python3', 'nodejs'] as const) {
-    const result = await engine.run(
+    const result = await engine.runSelfTest(
       { language, code: SELF_TESTS[language], preload: '', network: false },
       logger.child({ reqId: 'self-test' }),
     );

@@ -25,6 +25,11 @@ describe('warm pools', () => {
     expect((await fetch(`${t.url}/readyz`)).status).toBe(200);
     expect(await metric('sandbox_pool_ready', 'python3')).toBe(3);
     expect(await metric('sandbox_pool_ready', 'nodejs')).toBe(2);
+    // The start-up self-test (a run of each language) is not traffic.
+    const text = await (await fetch(`${t.url}/metrics`)).text();
+    expect(text).not.toMatch(
+      /^sandbox_(executions_total|pool_hits_total|pool_misses_total|execution_duration_seconds_count)\{/m,
+    );
   });
 
   it.each([
