@@ -8,7 +8,12 @@ import { startTestRunner, type TestRunner } from '../support/runner.js';
 
 let t: TestRunner;
 beforeAll(async () => {
-  t = await startTestRunner({ SANDBOX_WARM_PYTHON3: '3', SANDBOX_WARM_NODEJS: '2' });
+  // Workers for more runs at once than the pools hold (the drain test).
+  t = await startTestRunner({
+    SANDBOX_WARM_PYTHON3: '3',
+    SANDBOX_WARM_NODEJS: '2',
+    MAX_WORKERS: '8',
+  });
 });
 afterAll(async () => {
   await t.close();
@@ -139,9 +144,12 @@ describe('warm pools', () => {
   it('keeps serving when the pool is drained by concurrent runs', async () => {
     const runs = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>
+        // Each holds its interpreter a while, so that all are taken at once.
         t.run(
           i % 2 === 0 ? 'python3' : 'nodejs',
-          i % 2 === 0 ? `print(${i})` : `console.log(${i})`,
+          i % 2 === 0
+            ? `import time\ntime.sleep(0.5)\nprint(${i})`
+            : `setTimeout(() => console.log(${i}), 500)`,
         ),
       ),
     );
