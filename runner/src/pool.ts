@@ -101,7 +101,12 @@ class WarmPool {
       void this.runtime.release(proc.id);
       this.failures++;
       this.log.warn(
-        { language: this.language, failures: this.failures, reports: proc.reportLog.slice(-3) },
+        {
+          language: this.language,
+          pid: proc.pid,
+          failures: this.failures,
+          reports: proc.reportLog.slice(-3),
+        },
         ready ? 'a warm interpreter died while waiting' : 'a warm interpreter failed to start',
       );
       this.refillLater();
@@ -219,7 +224,13 @@ export class Sandboxes {
       );
       return;
     }
-    if (!this.stopping) this.metrics.zygoteUp.set(1);
+    if (this.stopping) return;
+    this.metrics.zygoteUp.set(1);
+    if (this.zygoteRestarts > 0)
+      this.log.info(
+        { zygotePid: zygote.pid },
+        'another Python zygote started: Python interpreters fork from it again',
+      );
   }
 
   private spawn(language: Language, network: boolean): SandboxProcess {

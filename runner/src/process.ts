@@ -337,10 +337,15 @@ export class Zygote {
 
   constructor(
     private readonly runtime: Runtime,
-    private readonly log: Logger,
+    private log: Logger,
   ) {
     this.socketPath = path.join(runtime.runtimeDir, 'zygote.sock');
     this.exited = new Promise((resolve) => (this.markExited = resolve));
+  }
+
+  /** Its process id while it runs. */
+  get pid(): number | undefined {
+    return this.process?.pid;
   }
 
   get isAlive(): boolean {
@@ -397,6 +402,8 @@ export class Zygote {
       },
     );
     this.process = child;
+    // Every line about this zygote names it: one that ended and its successor are told apart.
+    this.log = this.log.child({ zygotePid: child.pid });
     let stderr = '';
     let rest = '';
     const hello = new Promise<void>((resolve, reject) => {
