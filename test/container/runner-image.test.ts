@@ -2,6 +2,9 @@
 // a read-only root filesystem with a tmpfs for the run directories, no-new-privileges, and the
 // pod-level seccomp profile rendered from native/policies/. Against it: the health check, Dify
 // conformance, and a sample of the security baseline.
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GenericContainer, Wait, type StartedTestContainer } from 'testcontainers';
 import { conformanceSuite } from '../support/conformance.js';
@@ -164,6 +167,39 @@ describe('misconfigured', () => {
       /SANDBOX_WORK_DIR \/tmp\/sandboxpool cannot be created .*mount a tmpfs/,
     );
   });
+});
+
+describe("a mounted config.yaml (DifySandbox's /conf/config.yaml)", () => {
+  it('sets what the image does not override: the port, and the health check follows it', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'sbp-conf-'));
+    chmodSync(dir, 0o755);
+    const file = path.join(dir, 'config.yaml');
+    writeFileSync(file, 'app:\n  port: 8195\n  key: yaml-key\nworker_timeout: 7\n', {
+      mode: 0o644,
+    });
+    const name = `${NAME}-yaml`;
+    const c = await new PodLikeContainer(built.runner)
+      .withName(name)
+      .withNetworkMode(NETWORK)
+      .withUser('10001:10001')
+      .withDroppedCapabilities('ALL')
+      .withReadOnlyRootFilesystem()
+      .withTmpFs({ '/tmp': 'rw,noexec,nosuid,nodev,size=256m' })
+      .withSecurityOpt('no-new-privileges', seccompOption())
+      .withBindMounts([{ source: file, target: '/conf/config.yaml', mode: 'ro' }])
+      .withWaitStrategy(Wait.forHealthCheck())
+      .withStartupTimeout(120_000)
+      .start();
+    try {
+      const yamlClient = new RunnerClient(
+        `http://${await containerIp(name, NETWORK)}:8195`,
+        'yaml-key',
+      );
+      expect((await yamlClient.run('python3', 'print(6 * 7)')).stdout).toBe('42\n');
+    } finally {
+      await c.stop({ remove: true, timeout: 5_000 });
+    }
+  }, 180_000);
 });
 
 describe('Dify conformance', () => {
