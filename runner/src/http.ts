@@ -32,6 +32,16 @@ declare module 'express-serve-static-core' {
 
 const envelope = (code: number, message: string, data: unknown = null) => ({ code, message, data });
 
+/** body-parser's errors that are the client's, by their type, in our words. */
+const CLIENT_ERRORS: Record<string, string> = {
+  'entity.too.large': 'request body too large',
+  'entity.parse.failed': 'request body is not valid JSON',
+  'encoding.unsupported': 'unsupported Content-Encoding',
+  'charset.unsupported': 'unsupported charset',
+  'request.aborted': 'request aborted',
+  'request.size.invalid': 'request body size does not match Content-Length',
+};
+
 /** The unauthenticated probe routes, whose failures are not logged one by one. */
 const PROBES = new Set(['/health', '/healthz', '/readyz', '/metrics']);
 
@@ -129,6 +139,16 @@ export function createApp({
   sandbox.use((req, res, next) => {
     if (!keyMatches(req.get('x-api-key'), config.apiKey)) {
       res.status(401).json(envelope(-401, 'Unauthorized'));
+      return;
+    }
+    next();
+  });
+  // A body declared too large is refused before it is read (body-parser would read it all to
+  // discard it); the connection closes, so the rest is never read either.
+  sandbox.use((req, res, next) => {
+    if (Number(req.get('content-length')) > config.maxBodyBytes) {
+      res.set('Connection', 'close');
+      res.status(413).json(envelope(-413, `request body larger than ${config.maxBodyBytes} bytes`));
       return;
     }
     next();
@@ -246,17 +266,26 @@ export function createApp({
       res: Response,
       _next: NextFunction,
     ) => {
+      // The client's fault only for what body-parser says is (by its error's type): anything
+      // else, a descriptor shortage say, is the runner's, and its text (paths) stays in the log.
+      const clientError =
+        err.type !== undefined && CLIENT_ERRORS[err.type] !== undefined
+          ? CLIENT_ERRORS[err.type]
+          : undefined;
       const status =
-        err.status !== undefined && err.status >= 400 && err.status < 500 ? err.status : 500;
+        clientError !== undefined &&
+        err.status !== undefined &&
+        err.status >= 400 &&
+        err.status < 500
+          ? err.status
+          : 500;
       if (status === 500) req.log.error({ err }, 'request failed');
       const message =
         err.type === 'entity.too.large'
           ? `request body larger than ${config.maxBodyBytes} bytes`
-          : err.type === 'entity.parse.failed'
-            ? 'request body is not valid JSON'
-            : status === 500
-              ? 'internal error'
-              : err.message;
+          : status === 500
+            ? 'internal error'
+            : (clientError ?? 'bad request');
       res.status(status).json(envelope(-status, message));
     },
   );

@@ -1,6 +1,7 @@
 // The error semantics of api.md: what a failing program, a bad request and an overloaded
 // runner look like to Dify.
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gaugeReaches, startTestRunner, TEST_KEY, type TestRunner } from '../support/runner.js';
 import { waitFor } from '../support/wait.js';
@@ -181,6 +182,14 @@ describe('request errors', () => {
       expect(status).toBeLessThan(500);
       expect(body.code).toBe(-400);
     }
+    // What body-parser refuses is answered in its words, by the kind of error.
+    for (const [headers, message] of [
+      [{ 'Content-Encoding': 'zstd' }, 'unsupported Content-Encoding'],
+      [{ 'Content-Type': 'application/json; charset=latin1' }, 'unsupported charset'],
+    ] as const) {
+      const { status, body } = await t.post('{}', headers);
+      expect([status, body]).toEqual([415, { code: -415, message, data: null }]);
+    }
     expect((await t.run('python3', 'print(2)')).stdout).toBe('2\n');
   });
 
@@ -191,6 +200,24 @@ describe('request errors', () => {
     });
     expect(status).toBe(413);
     expect(body.code).toBe(-413);
+    // Declared too large: refused before the body is sent, not after reading it all.
+    const answer = await new Promise<string>((resolve, reject) => {
+      const url = new URL(t.url);
+      const socket = connect(Number(url.port), url.hostname);
+      let text = '';
+      socket.on('data', (c: Buffer) => (text += c.toString()));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+      socket.write(
+        `POST /v1/sandbox/run HTTP/1.1\r\nHost: x\r\nX-Api-Key: ${TEST_KEY}\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n{"code": "`,
+      );
+      setTimeout(() => {
+        socket.destroy();
+        reject(new Error(`no answer within 3 s, got: ${text}`));
+      }, 3000).unref();
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 413 /);
+    expect(answer).toContain('"code":-413');
   });
 });
 
