@@ -193,7 +193,11 @@ export function createApp({
       return;
     }
     if (!readiness.ready) {
-      res.status(503).json(envelope(-503, `sandbox not ready: ${readiness.reason}`));
+      // Retry-After: when a client (or a proxy in front) may try again.
+      res
+        .status(503)
+        .set('Retry-After', '5')
+        .json(envelope(-503, `sandbox not ready: ${readiness.reason}`));
       return;
     }
     // A client that gives up (Dify's read timeout) waits for nothing: its run is dropped from
@@ -225,7 +229,7 @@ export function createApp({
       );
     } catch (err) {
       if (err instanceof Busy) {
-        res.status(503).json(envelope(-503, 'Too many requests'));
+        res.status(503).set('Retry-After', '1').json(envelope(-503, 'Too many requests'));
         return;
       }
       if (err instanceof Abandoned) return; // nobody to answer

@@ -234,9 +234,14 @@ describe('backpressure', () => {
       const deadline = Date.now() + 1000;
       while (!(await queued()) && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 20));
-      const third = await small.post({ language: 'python3', code: 'print(3)' });
+      const third = await fetch(`${small.url}/v1/sandbox/run`, {
+        method: 'POST',
+        headers: { 'X-Api-Key': TEST_KEY, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ language: 'python3', code: 'print(3)' }),
+      });
       expect(third.status).toBe(503);
-      expect(third.body).toEqual({ code: -503, message: 'Too many requests', data: null });
+      expect(third.headers.get('retry-after')).toBe('1');
+      expect(await third.json()).toEqual({ code: -503, message: 'Too many requests', data: null });
       expect((await first).body.data?.stdout).toBe('slow\n');
       expect((await second).body.data?.stdout).toBe('slow\n');
       expect((await small.run('python3', 'print(4)')).stdout).toBe('4\n');
