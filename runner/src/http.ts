@@ -203,9 +203,15 @@ export function createApp({
     // A client that gives up (Dify's read timeout) waits for nothing: its run is dropped from
     // the queue or stopped, so that the worker serves a client still waiting.
     const gone = new AbortController();
-    res.once('close', () => {
+    const leave = () => {
       if (!res.writableFinished) gone.abort();
-    });
+    };
+    res.once('close', leave);
+    // A pipelined request's answer has no socket until the previous one is written, so its
+    // 'close' would not come when the client goes: watch the connection itself too.
+    if (req.socket.destroyed) gone.abort();
+    else req.socket.once('close', leave);
+    res.once('finish', () => req.socket.off('close', leave));
     try {
       const result = await engine.run(
         {
