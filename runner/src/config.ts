@@ -426,7 +426,7 @@ export const SETTINGS: readonly Setting[] = [
   },
 ];
 
-const LOCAL_DEFAULT_KEY = 'dify-sandbox';
+export const LOCAL_DEFAULT_KEY = 'dify-sandbox';
 
 const SYSTEM_PYTHON = '/usr/bin/python3';
 

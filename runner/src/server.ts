@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import type { Server } from 'node:http';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
-import type { RunnerConfig } from './config.js';
+import { LOCAL_DEFAULT_KEY, type RunnerConfig } from './config.js';
 import { installPackages } from './dependencies.js';
 import { Engine } from './engine.js';
 import { createApp, createMetricsApp, type Readiness } from './http.js';
@@ -99,6 +99,10 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   if (config.apiKeyDefaulted)
     logger.warn(
       'API_KEY is not set: using the default key "dify-sandbox" (allowed on loopback only)',
+    );
+  else if (config.apiKey === LOCAL_DEFAULT_KEY)
+    logger.warn(
+      'API_KEY is "dify-sandbox", the well-known default of DifySandbox and Dify\'s compose file: whoever reaches this port can run code; set a key of your own (SANDBOX_API_KEY in Dify\'s .env)',
     );
 
   // Ready only once the extra packages are installed, the warm pools filled and the self-test

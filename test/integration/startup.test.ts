@@ -111,8 +111,18 @@ describe('runner start-up', () => {
     const health = await fetch(`http://127.0.0.1:${String(line.port)}/readyz`);
     expect(health.status).toBe(200);
     for (const l of out().trim().split('\n')) expect(() => JSON.parse(l)).not.toThrow();
+    expect(out()).not.toMatch(/well-known default/);
     child.kill('SIGTERM');
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    await new Promise((resolve) => child.on('exit', resolve));
+    // DifySandbox's (and Dify's compose file's) key works, with a warning that it is known.
+    const known = await startMain({ API_KEY: 'dify-sandbox' });
+    expect(known.out()).toMatch(
+      /"level":40,.*API_KEY is \\"dify-sandbox\\", the well-known default/,
+    );
+    // Its signal handlers are in place once it answers (a moment after the line).
+    expect((await fetch(`http://127.0.0.1:${String(known.line.port)}/readyz`)).status).toBe(200);
+    known.child.kill('SIGTERM');
+    const code = await new Promise<number | null>((resolve) => known.child.on('exit', resolve));
     expect(code).toBe(0);
   });
 
