@@ -45,7 +45,9 @@ function egressRules(pool: SandboxPool): V1NetworkPolicyEgressRule[] {
       ? peers(proxy.to)
       : [proxyIpBlock(proxy.url)].filter((p) => p !== undefined);
     // An empty `to` would mean every destination: never emit one.
-    if (to.length > 0) rules.push({ to, ports: [{ protocol: 'TCP', port: Number(url.port) }] });
+    // URL.port is '' for the scheme's own port (http://proxy:80), which the schema accepts.
+    const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
+    if (to.length > 0) rules.push({ to, ports: [{ protocol: 'TCP', port }] });
   }
   if (network.allowedCIDRs.length > 0)
     rules.push({ to: network.allowedCIDRs.map((cidr) => ({ ipBlock: { cidr } })) });

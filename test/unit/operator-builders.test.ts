@@ -267,6 +267,14 @@ describe('NetworkPolicy', () => {
       to: [{ podSelector: { matchLabels: { app: 'ssrf-proxy' } } }],
       ports: [{ protocol: 'TCP', port: 3128 }],
     });
+    // The scheme's port, when the URL names it (URL.port is '' then: not port 0).
+    for (const [url, port] of [
+      ['http://10.1.2.3:80', 80],
+      ['https://10.1.2.3:443', 443],
+    ] as const)
+      expect(
+        buildNetworkPolicy(poolWith({ network: { egressProxy: { url } } })).spec?.egress?.[1],
+      ).toEqual({ to: [{ ipBlock: { cidr: '10.1.2.3/32' } }], ports: [{ protocol: 'TCP', port }] });
   });
 
   it('lets out DNS to the servers network.dns names (NodeLocal DNSCache, OpenShift DNS)', () => {
