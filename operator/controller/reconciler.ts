@@ -299,9 +299,13 @@ export class Reconciler {
     if (!pool.spec.autoscaling) return;
     const name = childNames(pool).deployment;
     const d = this.child('Deployment', pool, name) as (V1Deployment & KubeObject) | undefined;
-    const replicas = d?.spec?.replicas;
-    if (!d || replicas === undefined || !ownsField(d, FIELD_MANAGER, ['f:spec', 'f:replicas']))
+    const current = d?.spec?.replicas;
+    if (!d || current === undefined || !ownsField(d, FIELD_MANAGER, ['f:spec', 'f:replicas']))
       return;
+    // Within the autoscaler's range: it leaves a Deployment at 0 replicas alone for good
+    // (scaling disabled), so a pool scaled to 0 before would never come back.
+    const { minReplicas, maxReplicas } = pool.spec.autoscaling;
+    const replicas = Math.min(maxReplicas, Math.max(minReplicas, current));
     await this.d.kube.apply(
       {
         apiVersion: 'apps/v1',

@@ -529,6 +529,27 @@ describe('a SandboxPool', () => {
     );
   }, 150_000);
 
+  it('hands a pool scaled to 0 over to the autoscaler at its minimum, not at 0', async () => {
+    const ns = await namespace('sbp-hpa0');
+    await applyPool(ns, 'dify', { replicas: 0 });
+    await observed(ns);
+    expect((await child.deployment(ns))?.spec?.replicas).toBe(0);
+    await patch(
+      ns,
+      'sbp',
+      'dify',
+      'merge',
+      '{"spec":{"autoscaling":{"minReplicas":2,"maxReplicas":4}}}',
+    );
+    // The autoscaler leaves a Deployment at 0 alone for good ("scaling disabled").
+    await waitFor(
+      'the Deployment at 2 replicas',
+      async () => ((await child.deployment(ns))?.spec?.replicas === 2 ? true : undefined),
+      30_000,
+      500,
+    );
+  }, 60_000);
+
   it('lets nothing out of its pods when network.enabled is false', async () => {
     const ns = await namespace('sbp-nonet');
     await applyPool(ns, 'dify', { network: { enabled: false } });
