@@ -8,6 +8,7 @@ import {
   type SandboxPoolStatus,
 } from '../api/v1alpha1.js';
 import { endpoint, selectorString, type SeccompChoice } from './common.js';
+import { startupBudgetSeconds } from './deployment.js';
 
 /** Something only the operator can detect that keeps the pool from working as specified. */
 export interface Problem {
@@ -38,7 +39,7 @@ function deploymentCondition(
 
 type ConditionCore = Pick<Condition, 'type' | 'status' | 'reason' | 'message'>;
 
-function conditions(pool: SandboxPool, o: Observation): ConditionCore[] {
+function conditions(pool: SandboxPool, o: Observation, now: Date): ConditionCore[] {
   const d = o.deployment;
   const desired = d?.spec?.replicas ?? 0;
   const s = d?.status ?? {};
@@ -75,12 +76,24 @@ function conditions(pool: SandboxPool, o: Observation): ConditionCore[] {
 
   const deadline = deploymentCondition(d, 'Progressing');
   const stalled = deadline?.status === 'False' && deadline.reason === 'ProgressDeadlineExceeded';
+  // Once the Deployment's new ReplicaSet was available, pods missing later (one crash-looping,
+  // a scale-up) are no rollout: its progress deadline no longer watches them, so Degraded does,
+  // once they have been missing longer than a pod may take to start.
+  const rolledOut = deadline?.status === 'True' && deadline.reason === 'NewReplicaSetAvailable';
   const rollingOut =
     !d ||
     (s.observedGeneration ?? 0) < (d.metadata?.generation ?? 0) ||
     updated < desired ||
     total > updated ||
-    ready < desired;
+    (ready < desired && !rolledOut);
+  const unavailableSince = deploymentCondition(d, 'Available');
+  const missingSeconds =
+    rolledOut && ready < desired && unavailableSince?.status === 'False'
+      ? (now.getTime() - new Date(String(unavailableSince.lastTransitionTime ?? now)).getTime()) /
+        1000
+      : 0;
+  const grace = startupBudgetSeconds(pool) + 60;
+  const missingTooLong = missingSeconds > grace;
   const progressing: ConditionCore = stalled
     ? {
         type: 'Progressing',
@@ -116,12 +129,20 @@ function conditions(pool: SandboxPool, o: Observation): ConditionCore[] {
             reason: 'ProgressDeadlineExceeded',
             message: progressing.message,
           }
-        : {
-            type: 'Degraded',
-            status: 'False',
-            reason: 'AsExpected',
-            message: 'no problem observed',
-          };
+        : missingTooLong
+          ? {
+              type: 'Degraded',
+              status: 'True',
+              reason: 'ReplicasUnavailable',
+              // No running time in it: the message would change, and the status with it.
+              message: `${counts}, for longer than a pod may take to start (${grace} s)`,
+            }
+          : {
+              type: 'Degraded',
+              status: 'False',
+              reason: 'AsExpected',
+              message: 'no problem observed',
+            };
 
   return [ready_, progressing, degraded];
 }
@@ -162,7 +183,7 @@ export function buildStatus(pool: SandboxPool, o: Observation, now: Date): Sandb
     selector: selectorString(pool),
     endpoint: endpoint(pool, RUNNER_PORT),
     ...decided,
-    conditions: conditions(pool, o).map((c) => {
+    conditions: conditions(pool, o, now).map((c) => {
       const before = previous.find((p) => p.type === c.type);
       return {
         ...c,

@@ -532,6 +532,31 @@ describe('status', () => {
     ).toMatchObject({ status: 'False', reason: 'ReplicasUnavailable' });
   });
 
+  it('after a complete rollout, reports pods missing longer than a start as Degraded', () => {
+    // One pod of three failing since 00:00 (now is 00:05 in these tests) after the rollout.
+    const failing = (since: string) =>
+      deploymentWith(
+        { replicas: 3, readyReplicas: 2, updatedReplicas: 3, availableReplicas: 2 },
+        [
+          { type: 'Available', status: 'False', lastTransitionTime: since as unknown as Date },
+          { type: 'Progressing', status: 'True', reason: 'NewReplicaSetAvailable' },
+        ],
+        3,
+      );
+    const recent = buildStatus(poolWith(), { deployment: failing('2026-01-01T00:04:00Z') }, later);
+    expect(recent.conditions?.map((c) => [c.type, c.status, c.reason])).toEqual([
+      ['Ready', 'True', 'MinimumReplicasAvailable'],
+      ['Progressing', 'False', 'RolloutComplete'],
+      ['Degraded', 'False', 'AsExpected'],
+    ]);
+    const long = buildStatus(poolWith(), { deployment: failing('2025-12-31T23:00:00Z') }, later);
+    expect(long.conditions?.find((c) => c.type === 'Degraded')).toMatchObject({
+      status: 'True',
+      reason: 'ReplicasUnavailable',
+      message: '2 of 3 runner pods ready, for longer than a pod may take to start (240 s)',
+    });
+  });
+
   it('reports a problem as Ready=False and Degraded=True with its reason', () => {
     const s = buildStatus(
       poolWith(),
