@@ -157,7 +157,9 @@ export function buildDeployment(pool: SandboxPool, ctx: BuildContext): V1Deploym
       ...(spec.autoscaling ? {} : { replicas: spec.replicas }),
       revisionHistoryLimit: 5,
       selector: { matchLabels: selectorLabels(pool) },
-      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      // Never below capacity, and a quarter of the pods at a time (one at a time, a large pool
+      // whose pods install packages for minutes took an hour per change).
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: '25%' } },
       // A rollout counts as stuck (Degraded) only once a new pod had all of its start-up budget
       // (installing dependencies takes up to 15 minutes each) and some: Kubernetes' default of
       // 600 s would call a pod still installing a stuck rollout.

@@ -138,7 +138,7 @@ describe('Deployment', () => {
     });
     expect(d.spec!.strategy).toEqual({
       type: 'RollingUpdate',
-      rollingUpdate: { maxUnavailable: 0, maxSurge: 1 },
+      rollingUpdate: { maxUnavailable: 0, maxSurge: '25%' },
     });
     expect(d.spec!.template.spec!.topologySpreadConstraints!.map((t) => t.topologyKey)).toEqual([
       'kubernetes.io/hostname',
