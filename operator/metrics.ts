@@ -10,7 +10,13 @@ export class OperatorMetrics {
   queueSource: () => { ready: number; waiting: number } = () => ({ ready: 0, waiting: 0 });
   /** Set by the controller: every watched pool and whether its Ready condition is True (the
    * managed_pools and pool_ready gauges are read from it at each scrape). */
-  poolsSource: () => { namespace: string; name: string; ready: boolean }[] = () => [];
+  poolsSource: () => {
+    namespace: string;
+    name: string;
+    ready: boolean;
+    /** Ready=False because the pool has 0 replicas on purpose: nothing to be ready. */
+    scaledToZero: boolean;
+  }[] = () => [];
   readonly reconciles = new Counter({
     name: 'sandboxpool_operator_reconciles_total',
     help: 'Reconciles of a SandboxPool, by result: success, invalid (the pool has a problem only the operator could detect: Ready=False), error (retried with backoff).',
@@ -51,13 +57,14 @@ export class OperatorMetrics {
   });
   readonly poolReady = new Gauge({
     name: 'sandboxpool_operator_pool_ready',
-    help: "1 when the SandboxPool's Ready condition is True, else 0, by the pool's namespace and name (from the watch cache: every replica reports it, leader or not).",
+    help: "1 when the SandboxPool's Ready condition is True, else 0, by the pool's namespace and name (from the watch cache: every replica reports it, leader or not); absent for a pool scaled to 0 on purpose, which has nothing to be ready (no SandboxPoolNotReady alert).",
     labelNames: ['pool_namespace', 'pool'] as const,
     registers: [this.registry],
     collect: () => {
       this.poolReady.reset();
       for (const p of this.poolsSource())
-        this.poolReady.set({ pool_namespace: p.namespace, pool: p.name }, p.ready ? 1 : 0);
+        if (!p.scaledToZero)
+          this.poolReady.set({ pool_namespace: p.namespace, pool: p.name }, p.ready ? 1 : 0);
     },
   });
   readonly leader = new Gauge({

@@ -134,6 +134,9 @@ export class Controller {
         name: p.metadata.name,
         ready:
           p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+        scaledToZero:
+          p.status?.conditions?.some((c) => c.type === 'Ready' && c.reason === 'ScaledToZero') ??
+          false,
       }));
   }
 
