@@ -91,6 +91,9 @@ def main():
     os.write(REPORT_FD, b"run\n")
     module = types.ModuleType("__main__")
     module.__builtins__ = __builtins__
+    # DifySandbox runs the code inside its prescript, whose os, sys and traceback the code could
+    # use without importing them: code nodes written against it keep working.
+    module.os, module.sys, module.traceback = os, sys, traceback
     # As for a script (DifySandbox runs the code from one): os.path.dirname(__file__) works.
     module.__file__ = os.path.join(os.getcwd(), "code.py")
     # And argv as for that script (not the bootstrap's or the zygote's own arguments).

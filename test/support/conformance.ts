@@ -117,6 +117,14 @@ export function conformanceSuite(client: () => DifyClient): void {
       expect(data.stdout).toBe('True\n');
     });
 
+    it("can use os, sys and traceback without importing them, as in DifySandbox's prescript", async () => {
+      const data = await c.run(
+        'python3',
+        'def main():\n    return sys.version_info[0], os.sep, traceback.__name__\nprint(main())',
+      );
+      expect(data).toMatchObject({ stdout: "(3, '/', 'traceback')\n", error: '' });
+    });
+
     it('a failing preload fails the run with its traceback', async () => {
       const data = await c.run('python3', 'print("not reached")', {
         preload: 'raise RuntimeError("preload broke")',
