@@ -39,6 +39,39 @@ function deploymentCondition(
 
 type ConditionCore = Pick<Condition, 'type' | 'status' | 'reason' | 'message'>;
 
+/**
+ * Once the Deployment's new ReplicaSet was available, pods missing later (one crash-looping, a
+ * scale-up) are no rollout: its progress deadline no longer watches them, so Degraded does, once
+ * they have been missing longer than a pod may take to start.
+ */
+function rolledOut(d: V1Deployment | undefined): boolean {
+  const progressing = deploymentCondition(d, 'Progressing');
+  return progressing?.status === 'True' && progressing.reason === 'NewReplicaSetAvailable';
+}
+
+/** How long pods have been missing after a complete rollout, in seconds; undefined: none are. */
+function missingSeconds(d: V1Deployment | undefined, now: Date): number | undefined {
+  const available = deploymentCondition(d, 'Available');
+  if (!rolledOut(d) || (d?.status?.readyReplicas ?? 0) >= (d?.spec?.replicas ?? 0))
+    return undefined;
+  if (available?.status !== 'False') return undefined;
+  return (now.getTime() - new Date(String(available.lastTransitionTime ?? now)).getTime()) / 1000;
+}
+
+/**
+ * When to look at the pool again for Degraded (ms), while pods missing after a rollout have not
+ * yet been missing for long: no event may come when the time is up.
+ */
+export function degradedRecheckMs(
+  pool: SandboxPool,
+  d: V1Deployment | undefined,
+  now: Date,
+): number | undefined {
+  const missing = missingSeconds(d, now);
+  const grace = startupBudgetSeconds(pool) + 60;
+  return missing === undefined || missing > grace ? undefined : (grace - missing) * 1000 + 1000;
+}
+
 function conditions(pool: SandboxPool, o: Observation, now: Date): ConditionCore[] {
   const d = o.deployment;
   const desired = d?.spec?.replicas ?? 0;
@@ -76,24 +109,15 @@ function conditions(pool: SandboxPool, o: Observation, now: Date): ConditionCore
 
   const deadline = deploymentCondition(d, 'Progressing');
   const stalled = deadline?.status === 'False' && deadline.reason === 'ProgressDeadlineExceeded';
-  // Once the Deployment's new ReplicaSet was available, pods missing later (one crash-looping,
-  // a scale-up) are no rollout: its progress deadline no longer watches them, so Degraded does,
-  // once they have been missing longer than a pod may take to start.
-  const rolledOut = deadline?.status === 'True' && deadline.reason === 'NewReplicaSetAvailable';
+  // Pods missing after a complete rollout: see rolledOut.
   const rollingOut =
     !d ||
     (s.observedGeneration ?? 0) < (d.metadata?.generation ?? 0) ||
     updated < desired ||
     total > updated ||
-    (ready < desired && !rolledOut);
-  const unavailableSince = deploymentCondition(d, 'Available');
-  const missingSeconds =
-    rolledOut && ready < desired && unavailableSince?.status === 'False'
-      ? (now.getTime() - new Date(String(unavailableSince.lastTransitionTime ?? now)).getTime()) /
-        1000
-      : 0;
+    (ready < desired && !rolledOut(d));
   const grace = startupBudgetSeconds(pool) + 60;
-  const missingTooLong = missingSeconds > grace;
+  const missingTooLong = (missingSeconds(d, now) ?? 0) > grace;
   const progressing: ConditionCore = stalled
     ? {
         type: 'Progressing',

@@ -33,7 +33,12 @@ import {
 import { GENERATED_KEY, buildApiKeySecret, generateApiKey } from '../builders/secret.js';
 import { buildService } from '../builders/service.js';
 import { buildServiceAccount } from '../builders/serviceaccount.js';
-import { buildStatus, type Observation, type Problem } from '../builders/status.js';
+import {
+  buildStatus,
+  degradedRecheckMs,
+  type Observation,
+  type Problem,
+} from '../builders/status.js';
 import type { OperatorConfig } from '../config.js';
 import type { EventRecorder } from './events.js';
 import type { Informer } from './informer.js';
@@ -212,7 +217,16 @@ export class Reconciler {
       throw err;
     }
     await this.writeStatus(pool, obs, log);
-    return { result: 'success', ...(seccomp.pending ? { requeueAfterMs: 10_000 } : {}) };
+    // Looked at again while the installer works, and when pods missing after a rollout have
+    // been missing for long (Degraded): nothing else may happen by then.
+    const again = [
+      seccomp.pending ? 10_000 : undefined,
+      degradedRecheckMs(pool, obs.deployment, new Date()),
+    ].filter((ms) => ms !== undefined);
+    return {
+      result: 'success',
+      ...(again.length > 0 ? { requeueAfterMs: Math.min(...again) } : {}),
+    };
   }
 
   private child(kind: ChildKind, pool: SandboxPool, name: string): KubeObject | undefined {

@@ -22,7 +22,7 @@ import {
 import { buildApiKeySecret, generateApiKey } from '../../operator/builders/secret.js';
 import { buildService } from '../../operator/builders/service.js';
 import { buildServiceAccount } from '../../operator/builders/serviceaccount.js';
-import { buildStatus } from '../../operator/builders/status.js';
+import { buildStatus, degradedRecheckMs } from '../../operator/builders/status.js';
 import { poolWith } from '../support/pools.js';
 
 const ctx: BuildContext = {
@@ -549,6 +549,9 @@ describe('status', () => {
       ['Progressing', 'False', 'RolloutComplete'],
       ['Degraded', 'False', 'AsExpected'],
     ]);
+    // Looked at again when the time is up (no event may come), and not after.
+    expect(degradedRecheckMs(poolWith(), failing('2026-01-01T00:04:00Z'), later)).toBe(181_000);
+    expect(degradedRecheckMs(poolWith(), failing('2025-12-31T23:00:00Z'), later)).toBeUndefined();
     const long = buildStatus(poolWith(), { deployment: failing('2025-12-31T23:00:00Z') }, later);
     expect(long.conditions?.find((c) => c.type === 'Degraded')).toMatchObject({
       status: 'True',
