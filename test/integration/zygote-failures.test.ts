@@ -303,7 +303,15 @@ describe('a warm interpreter that dies after it was taken, before it read the re
       // zygote gone, out of memory): nothing of the request ran.
       process.kill(warm!, 'SIGSTOP');
       const answer = t.run(language, code);
-      await new Promise((r) => setTimeout(r, 300));
+      // Taken by the run (the pool refills only after its answer).
+      await waitFor(
+        'the run to take it',
+        async () =>
+          (await metric(t, `sandbox_pool_ready{language="${language}"}`)) === 0 || undefined,
+        10_000,
+        20,
+      );
+      await new Promise((r) => setTimeout(r, 100)); // and to write the request
       process.kill(warm!, 'SIGKILL');
       const data = await answer;
       expect(data).toEqual({ stdout: 'ran 42\n', stderr: '', error: '', exit_code: 0 });
