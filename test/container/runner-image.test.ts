@@ -170,13 +170,16 @@ describe('misconfigured', () => {
 });
 
 describe("a mounted config.yaml (DifySandbox's /conf/config.yaml)", () => {
-  it('sets what the image does not override: the port, and the health check follows it', async () => {
+  it('sets what the image does not fix (its interpreters), the port included, and the health check follows it', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'sbp-conf-'));
     chmodSync(dir, 0o755);
     const file = path.join(dir, 'config.yaml');
-    writeFileSync(file, 'app:\n  port: 8195\n  key: yaml-key\nworker_timeout: 7\n', {
-      mode: 0o644,
-    });
+    // As Dify's config.yaml.example has it: its interpreter paths are DifySandbox's image's.
+    writeFileSync(
+      file,
+      'app:\n  port: 8195\n  key: yaml-key\nworker_timeout: 7\npython_path: /usr/local/bin/python3\nnodejs_path: /usr/local/bin/node\n',
+      { mode: 0o644 },
+    );
     const name = `${NAME}-yaml`;
     const c = await new PodLikeContainer(built.runner)
       .withName(name)
