@@ -88,7 +88,8 @@ def main():
     request = json.loads(sys.stdin.buffer.read())
     # "run" before anything of the request runs: a process that ends without having said so ran
     # none of it, and the runner may give the request to another. Not a courtesy: unsaid, stop.
-    os.write(REPORT_FD, b"run\n")
+    if os.write(REPORT_FD, b"run\n") != 4:
+        os._exit(125)
     module = types.ModuleType("__main__")
     module.__builtins__ = __builtins__
     # DifySandbox runs the code inside its prescript, whose os, sys and traceback the code could

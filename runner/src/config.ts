@@ -625,7 +625,8 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
 
 /** URL with its user information hidden: error lines end up in logs. */
 function withoutPassword(url: string): string {
-  return url.replace(/\/\/[^/@]*@/, '//***@');
+  // Up to the last '@': a password may hold '@' or '/' (unencoded, as people write them).
+  return url.replace(/\/\/.*@/, '//***@');
 }
 
 /** A proxy URL's port, the scheme's default when the URL names none. */

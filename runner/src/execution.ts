@@ -206,7 +206,9 @@ export async function runRequest(
   const unstarted =
     limitHit === undefined &&
     result.outcome !== 'sandbox_error' &&
-    (ready === -1 || proc.reportLog[ready + 1] !== 'run');
+    // Any "run" after "ready": a line before it (a denied call's report from another thread,
+    // say) must not make a run that started look unstarted; a program can only add lines later.
+    (ready === -1 || proc.reportLog.indexOf('run', ready + 1) === -1);
   return { result: { ...result, stdout: stdout.text() }, settled, unstarted };
 }
 

@@ -143,11 +143,11 @@ export function createApp({
     }
     next();
   });
-  // A body declared too large is refused before it is read (body-parser would read it all to
-  // discard it); the connection closes, so the rest is never read either.
+  // A body declared too large is answered before it is read (body-parser would read it all
+  // first); Node.js then reads and discards the rest, so that a client still sending it gets
+  // the answer rather than a broken pipe.
   sandbox.use((req, res, next) => {
     if (Number(req.get('content-length')) > config.maxBodyBytes) {
-      res.set('Connection', 'close');
       res.status(413).json(envelope(-413, `request body larger than ${config.maxBodyBytes} bytes`));
       return;
     }

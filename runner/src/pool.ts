@@ -151,6 +151,7 @@ export class Sandboxes {
   async start(): Promise<void> {
     const config: RunnerConfig = this.runtime.config;
     if (config.pythonZygote) await this.startZygote();
+    if (this.stopping) return; // stopped while the zygote started: no pools after stop()
     for (const [language, size] of [
       ['python3', config.warmPython3],
       ['nodejs', config.warmNodejs],

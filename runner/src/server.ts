@@ -120,6 +120,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       poolsStarted = true;
       await sandboxes.start();
     }
+    if (readiness.shuttingDown) return 'shutting down';
     return (await runtime.missingCapabilities()) ?? (await selfTest(engine, logger));
   };
   const failure = await startUp();

@@ -205,8 +205,13 @@ describe('request errors', () => {
       const url = new URL(t.url);
       const socket = connect(Number(url.port), url.hostname);
       let text = '';
-      socket.on('data', (c: Buffer) => (text += c.toString()));
-      socket.on('close', () => resolve(text));
+      socket.on('data', (c: Buffer) => {
+        text += c.toString();
+        if (text.includes('"code":-413')) {
+          resolve(text);
+          socket.destroy();
+        }
+      });
       socket.on('error', reject);
       socket.write(
         `POST /v1/sandbox/run HTTP/1.1\r\nHost: x\r\nX-Api-Key: ${TEST_KEY}\r\nContent-Type: application/json\r\nContent-Length: 104857600\r\n\r\n{"code": "`,
@@ -296,7 +301,7 @@ describe('backpressure', () => {
       const request = `POST /v1/sandbox/run HTTP/1.1\r\nHost: x\r\nX-Api-Key: ${TEST_KEY}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
       socket.write(request + request); // the second waits behind the first on this connection
       await gaugeReaches(small.url, 'sandbox_executions_in_flight', 1);
-      await new Promise((r) => setTimeout(r, 300));
+      await gaugeReaches(small.url, 'sandbox_queue_depth', 1);
       socket.destroy();
       const started = Date.now();
       // Both are abandoned at once: the second is not run for its 5 s after the first ended.

@@ -205,10 +205,16 @@ describe('loadConfig', () => {
     expect(() => load({ HTTP_PROXY: 'http://user:s3cret@proxy:99999' })).toThrow(
       "HTTP_PROXY: not a URL: 'http://***@proxy:99999'",
     );
+    for (const url of ['http://u:p@ss@proxy:0', 'http://u:p/ss@proxy:99999'])
+      expect(() => load({ HTTPS_PROXY: url })).toThrow(
+        /^HTTPS_PROXY: .*'http:\/\/\*\*\*@proxy:\d+'/,
+      );
     expect(() => loadConfig({ env: {}, configPath: yamlFile('app:\n  key:\n    a: 1\n') })).toThrow(
       /config\.yaml: app\.key: expected a value, got a mapping$/,
     );
-    expect(() => loadConfig({ env: { API_KEY: 'k', SANDBOX_CONFIG: '' } })).not.toThrow();
+    expect(() => loadConfig({ env: { API_KEY: 'k', SANDBOX_CONFIG: '' } })).not.toThrow(
+      /config file : /,
+    );
     expect(load({}, yamlFile('proxy:\napp:\n')).unknownKeys).toEqual([]);
   });
 
