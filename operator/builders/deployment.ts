@@ -33,6 +33,42 @@ export const RUNNER_UID = 10001;
 export const PRE_STOP_SECONDS = 5;
 export const API_KEY_VERSION_ANNOTATION = 'sandboxpool.dev/api-key-version';
 
+/** A resource quantity ("1536Mi", "2G", "1.5Gi") as a number; NaN when it is none. */
+export function quantityValue(q: string | number): number {
+  if (typeof q === 'number') return q;
+  // The schema's pattern admits only these forms. (client-node's quantityToScalar is not
+  // exported, and refuses fractions of binary units: "1.5Gi".)
+  const m = /^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)([KMGTPE]i|[numkMGTPE])?$/.exec(q);
+  if (!m) return NaN;
+  const scale: Record<string, number> = {
+    n: 1e-9, u: 1e-6, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
+    Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+  }; // prettier-ignore
+  return Number(m[1]) * (m[2] === undefined ? 1 : (scale[m[2]] ?? NaN));
+}
+
+/** What the runner and its warm interpreters hold besides the runs (README, resource limits). */
+const RUNNER_OVERHEAD_BYTES = 256 * 2 ** 20;
+
+/**
+ * Why the pod's memory limit is too small for what its runs may take, or undefined: at the
+ * limit the kernel kills the whole container (cgroup v2 memory.oom.group), every run with it.
+ */
+export function memoryShortfall(pool: SandboxPool): string | undefined {
+  const limit = pool.spec.resources.limits?.memory;
+  if (limit === undefined) return undefined;
+  const { maxWorkers, memoryMiB } = pool.spec.execution;
+  const inMemory = pool.spec.workDir.medium === 'Memory';
+  const need =
+    maxWorkers * memoryMiB * 2 ** 20 +
+    RUNNER_OVERHEAD_BYTES +
+    (inMemory ? quantityValue(pool.spec.workDir.sizeLimit) : 0);
+  const have = quantityValue(limit);
+  if (!(have < need)) return undefined;
+  const mib = (n: number) => `${Math.ceil(n / 2 ** 20)} MiB`;
+  return `resources.limits.memory (${String(limit)}) is below what the runs may take: execution.maxWorkers × execution.memoryMiB (${maxWorkers} × ${memoryMiB} MiB) + about 256 MiB for the runner${inMemory ? ' + workDir.sizeLimit (medium Memory)' : ''} = ${mib(need)}; at the limit the whole container is killed, every run in it`;
+}
+
 /** How long a pod may take to start listening before the kubelet restarts it. */
 export function startupBudgetSeconds(pool: SandboxPool): number {
   const { python, nodejs } = pool.spec.dependencies;

@@ -15,7 +15,7 @@ import {
   type SeccompChoice,
 } from '../builders/common.js';
 import { buildConfigMap, configMapName } from '../builders/configmap.js';
-import { buildDeployment } from '../builders/deployment.js';
+import { buildDeployment, memoryShortfall } from '../builders/deployment.js';
 import { buildHorizontalPodAutoscaler } from '../builders/hpa.js';
 import { buildNetworkPolicy } from '../builders/networkpolicy.js';
 import { buildPodDisruptionBudget } from '../builders/pdb.js';
@@ -217,6 +217,10 @@ export class Reconciler {
       throw err;
     }
     await this.writeStatus(pool, obs, log);
+    // A warning, not a problem: the pool works until its runs fill the pod's memory together.
+    const shortfall = memoryShortfall(pool);
+    if (shortfall !== undefined)
+      await this.d.events.record(pool, 'Warning', 'MemoryOvercommitted', shortfall, log);
     // Looked at again while the installer works, and when pods missing after a rollout have
     // been missing for long (Degraded): nothing else may happen by then.
     const again = [

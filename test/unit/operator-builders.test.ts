@@ -8,7 +8,11 @@ import { loadOperatorConfig } from '../../operator/config.js';
 import { REPO_ROOT } from '../../operator/paths.js';
 import { CONFIG_HASH_ANNOTATION, type BuildContext } from '../../operator/builders/common.js';
 import { buildConfigMap, renderRunnerConfig } from '../../operator/builders/configmap.js';
-import { buildDeployment } from '../../operator/builders/deployment.js';
+import {
+  buildDeployment,
+  memoryShortfall,
+  quantityValue,
+} from '../../operator/builders/deployment.js';
 import { buildHorizontalPodAutoscaler } from '../../operator/builders/hpa.js';
 import { buildNetworkPolicy } from '../../operator/builders/networkpolicy.js';
 import { buildPodDisruptionBudget } from '../../operator/builders/pdb.js';
@@ -179,6 +183,29 @@ describe('Deployment', () => {
       imagePullSecrets: [{ name: 'regcred' }],
     });
     expect(podSpec({}).imagePullSecrets).toBeUndefined();
+  });
+});
+
+describe('memory', () => {
+  it('reads resource quantities as the API server writes them', () => {
+    expect(
+      ['1536Mi', '1.5Gi', '2G', '500m', '1e3', '.5Ki', 128].map((q) => quantityValue(q)),
+    ).toEqual([1536 * 2 ** 20, 1.5 * 2 ** 30, 2e9, 0.5, 1000, 512, 128]);
+    expect(quantityValue('lots')).toBeNaN();
+  });
+
+  it('warns when the runs may take more than the pod may hold', () => {
+    expect(memoryShortfall(poolWith())).toBeUndefined(); // 4 × 256 MiB + 256 MiB < 1536 Mi
+    expect(memoryShortfall(poolWith({ execution: { maxWorkers: 16 } }))).toBe(
+      'resources.limits.memory (1536Mi) is below what the runs may take: execution.maxWorkers × execution.memoryMiB (16 × 256 MiB) + about 256 MiB for the runner = 4352 MiB; at the limit the whole container is killed, every run in it',
+    );
+    // A work directory in memory counts too.
+    expect(memoryShortfall(poolWith({ workDir: { medium: 'Memory' } }))).toMatch(
+      /workDir.sizeLimit \(medium Memory\) = 2304 MiB/,
+    );
+    expect(
+      memoryShortfall(poolWith({ resources: { requests: { memory: '512Mi' } } })),
+    ).toBeUndefined(); // no limit: nothing to overrun
   });
 });
 
