@@ -284,6 +284,14 @@ export const sandboxPoolSpecSchema = object(
                   minItems: 1,
                 }),
               ),
+              targetPort: optional(
+                integer({
+                  description:
+                    "The port the proxy's pods listen on, when its Service maps the URL's port to another: NetworkPolicies see the pod's port. Absent: the URL's port.",
+                  minimum: 1,
+                  maximum: 65535,
+                }),
+              ),
             },
             {
               description: 'The egress proxy: the only egress besides DNS (and allowedCIDRs).',

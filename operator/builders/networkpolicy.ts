@@ -46,7 +46,10 @@ function egressRules(pool: SandboxPool): V1NetworkPolicyEgressRule[] {
       : [proxyIpBlock(proxy.url)].filter((p) => p !== undefined);
     // An empty `to` would mean every destination: never emit one.
     // URL.port is '' for the scheme's own port (http://proxy:80), which the schema accepts.
-    const port = url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
+    // NetworkPolicies see the pod's port, after the Service's translation.
+    const port =
+      proxy.targetPort ??
+      (url.port !== '' ? Number(url.port) : url.protocol === 'https:' ? 443 : 80);
     if (to.length > 0) rules.push({ to, ports: [{ protocol: 'TCP', port }] });
   }
   if (network.allowedCIDRs.length > 0)

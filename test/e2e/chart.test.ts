@@ -189,6 +189,11 @@ describe('the chart', () => {
       // NodeLocal DNSCache instead of kube-dns.
       '--set',
       'sandboxPool.spec.network.dns.to[0].ipBlock.cidr=169.254.20.10/32',
+      // A proxy whose Service maps its port to another on its pods.
+      '--set',
+      'sandboxPool.spec.network.egressProxy.url=http://10.0.0.1:3128',
+      '--set',
+      'sandboxPool.spec.network.egressProxy.targetPort=8080',
     ]);
     expect(everything).toMatch(/name: SANDBOXPOOL_IMAGE_PULL_SECRETS\n\s+value: "regcred"/);
     expect(kinds(everything)).toEqual([

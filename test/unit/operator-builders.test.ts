@@ -294,6 +294,14 @@ describe('NetworkPolicy', () => {
       to: [{ podSelector: { matchLabels: { app: 'ssrf-proxy' } } }],
       ports: [{ protocol: 'TCP', port: 3128 }],
     });
+    // The proxy pods' own port, when its Service maps the URL's port to another.
+    expect(
+      buildNetworkPolicy(
+        poolWith({
+          network: { egressProxy: { url: 'http://10.1.2.3:3128', targetPort: 8080 } },
+        }),
+      ).spec?.egress?.[1]?.ports,
+    ).toEqual([{ protocol: 'TCP', port: 8080 }]);
     // The scheme's port, when the URL names it (URL.port is '' then: not port 0).
     for (const [url, port] of [
       ['http://10.1.2.3:80', 80],
