@@ -33,6 +33,12 @@ export const RUNNER_UID = 10001;
 export const PRE_STOP_SECONDS = 5;
 export const API_KEY_VERSION_ANNOTATION = 'sandboxpool.dev/api-key-version';
 
+/** The suffixes of resource quantities. */
+const QUANTITY_SCALE: Record<string, number> = {
+  n: 1e-9, u: 1e-6, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
+  Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+}; // prettier-ignore
+
 /** A resource quantity ("1536Mi", "2G", "1.5Gi") as a number; NaN when it is none. */
 export function quantityValue(q: string | number): number {
   if (typeof q === 'number') return q;
@@ -40,11 +46,7 @@ export function quantityValue(q: string | number): number {
   // exported, and refuses fractions of binary units: "1.5Gi".)
   const m = /^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)([KMGTPE]i|[numkMGTPE])?$/.exec(q);
   if (!m) return NaN;
-  const scale: Record<string, number> = {
-    n: 1e-9, u: 1e-6, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
-    Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
-  }; // prettier-ignore
-  return Number(m[1]) * (m[2] === undefined ? 1 : (scale[m[2]] ?? NaN));
+  return Number(m[1]) * (m[2] === undefined ? 1 : (QUANTITY_SCALE[m[2]] ?? NaN));
 }
 
 /** What the runner and its warm interpreters hold besides the runs (README, resource limits). */

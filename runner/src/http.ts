@@ -34,7 +34,6 @@ const envelope = (code: number, message: string, data: unknown = null) => ({ cod
 
 /** body-parser's errors that are the client's, by their type, in our words. */
 const CLIENT_ERRORS: Record<string, string> = {
-  'entity.too.large': 'request body too large',
   'entity.parse.failed': 'request body is not valid JSON',
   'encoding.unsupported': 'unsupported Content-Encoding',
   'charset.unsupported': 'unsupported charset',
@@ -95,6 +94,7 @@ export function createApp({
   logger,
   readiness,
 }: AppDeps): express.Express {
+  const tooLarge = `request body larger than ${config.maxBodyBytes} bytes`;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -148,7 +148,7 @@ export function createApp({
   // the answer rather than a broken pipe.
   sandbox.use((req, res, next) => {
     if (Number(req.get('content-length')) > config.maxBodyBytes) {
-      res.status(413).json(envelope(-413, `request body larger than ${config.maxBodyBytes} bytes`));
+      res.status(413).json(envelope(-413, tooLarge));
       return;
     }
     next();
@@ -279,24 +279,18 @@ export function createApp({
       // The client's fault only for what body-parser says is (by its error's type): anything
       // else, a descriptor shortage say, is the runner's, and its text (paths) stays in the log.
       const clientError =
-        err.type !== undefined && CLIENT_ERRORS[err.type] !== undefined
-          ? CLIENT_ERRORS[err.type]
-          : undefined;
-      const status =
+        err.type === 'entity.too.large' ? tooLarge : CLIENT_ERRORS[err.type ?? ''];
+      if (
         clientError !== undefined &&
         err.status !== undefined &&
         err.status >= 400 &&
         err.status < 500
-          ? err.status
-          : 500;
-      if (status === 500) req.log.error({ err }, 'request failed');
-      const message =
-        err.type === 'entity.too.large'
-          ? `request body larger than ${config.maxBodyBytes} bytes`
-          : status === 500
-            ? 'internal error'
-            : (clientError ?? 'bad request');
-      res.status(status).json(envelope(-status, message));
+      ) {
+        res.status(err.status).json(envelope(-err.status, clientError));
+        return;
+      }
+      req.log.error({ err }, 'request failed');
+      res.status(500).json(envelope(-500, 'internal error'));
     },
   );
   return app;

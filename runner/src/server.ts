@@ -123,13 +123,17 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     if (readiness.shuttingDown) return 'shutting down';
     return (await runtime.missingCapabilities()) ?? (await selfTest(engine, logger));
   };
-  const failure = await startUp();
-  if (failure !== undefined) readiness.reason = failure;
-  else {
+  const markReady = () => {
     readiness.ready = true;
     readiness.reason = 'ok';
+    metrics.ready.set(1);
+  };
+  const failure = await startUp();
+  if (failure === undefined) markReady();
+  else {
+    readiness.reason = failure;
+    metrics.ready.set(0);
   }
-  metrics.ready.set(readiness.ready ? 1 : 0);
   let startRetry: NodeJS.Timeout | undefined;
   const retryStart = (attempt: number) => {
     const delay = Math.min(START_RETRY_MAX_MS, START_RETRY_FIRST_MS * 2 ** (attempt - 1));
@@ -146,9 +150,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
         retryStart(attempt + 1);
         return;
       }
-      readiness.ready = true;
-      readiness.reason = 'ok';
-      metrics.ready.set(1);
+      markReady();
       logger.info({ attempt: attempt + 1 }, 'config init success: ready after a failed start');
     }, delay);
     startRetry.unref();
@@ -161,9 +163,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     recheck = setTimeout(async () => {
       const again = await selfTest(engine, logger).catch((err: Error) => err.message);
       if (again === undefined) {
-        readiness.ready = true;
-        readiness.reason = 'ok';
-        metrics.ready.set(1);
+        markReady();
         logger.info('sandbox self-test passed again: ready');
       } else {
         readiness.reason = again;

@@ -32,6 +32,18 @@ class PodLikeContainer extends GenericContainer {
   }
 }
 
+/** The runner image as a restricted pod runs it, named NAME, on the internal network. */
+function podLike(name: string): PodLikeContainer {
+  return new PodLikeContainer(built.runner)
+    .withName(name)
+    .withNetworkMode(NETWORK)
+    .withUser('10001:10001')
+    .withDroppedCapabilities('ALL')
+    .withReadOnlyRootFilesystem()
+    .withTmpFs({ '/tmp': 'rw,noexec,nosuid,nodev,size=256m' })
+    .withSecurityOpt('no-new-privileges', seccompOption());
+}
+
 let built: ContainerImages;
 let container: StartedTestContainer | undefined;
 let client: RunnerClient;
@@ -40,14 +52,7 @@ beforeAll(async () => {
   built = images();
   // Internal: the runner has no route out (network runs here reach nothing but this network).
   await docker(['network', 'create', '--internal', NETWORK]);
-  container = await new PodLikeContainer(built.runner)
-    .withName(NAME)
-    .withNetworkMode(NETWORK)
-    .withUser('10001:10001')
-    .withDroppedCapabilities('ALL')
-    .withReadOnlyRootFilesystem()
-    .withTmpFs({ '/tmp': 'rw,noexec,nosuid,nodev,size=256m' })
-    .withSecurityOpt('no-new-privileges', seccompOption())
+  container = await podLike(NAME)
     // SANDBOXPOOL_CANARY: a secret in the runner's environment, for the attacks to look for.
     // SANDBOX_METRICS_PORT as a SandboxPool's pods have it (its Service's `metrics` port).
     .withEnvironment({
@@ -181,14 +186,7 @@ describe("a mounted config.yaml (DifySandbox's /conf/config.yaml)", () => {
       { mode: 0o644 },
     );
     const name = `${NAME}-yaml`;
-    const c = await new PodLikeContainer(built.runner)
-      .withName(name)
-      .withNetworkMode(NETWORK)
-      .withUser('10001:10001')
-      .withDroppedCapabilities('ALL')
-      .withReadOnlyRootFilesystem()
-      .withTmpFs({ '/tmp': 'rw,noexec,nosuid,nodev,size=256m' })
-      .withSecurityOpt('no-new-privileges', seccompOption())
+    const c = await podLike(name)
       .withBindMounts([{ source: file, target: '/conf/config.yaml', mode: 'ro' }])
       .withWaitStrategy(Wait.forHealthCheck())
       .withStartupTimeout(120_000)
