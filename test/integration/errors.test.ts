@@ -125,6 +125,17 @@ describe('program failures', () => {
     }
   });
 
+  // Node.js tearing down after an uncaught "EAGAIN" from new Worker() sometimes crashes with
+  // SIGSEGV (seen in CI on the worker-thread bomb): the limit is still why the run failed.
+  it('a limit the bootstrap reported stays the reason when the teardown then crashes', async () => {
+    const data = await t.run(
+      'nodejs',
+      "process.on('exit', () => process.kill(process.pid, 'SIGSEGV')); throw Object.assign(new Error('EAGAIN'), { code: 'EAGAIN' })",
+    );
+    expect(data.error).toMatch(/^error: thread limit exceeded \(\d+\)\n/);
+    expect(data.exit_code).not.toBe(0);
+  });
+
   it('output over the cap ends the run with a clear error', async () => {
     const data = await t.run('python3', 'import sys\nwhile True: sys.stdout.write("x" * 65536)');
     expect(data.error).toBe('error: output limit exceeded\n');
