@@ -66,11 +66,13 @@ export class Controller {
       resource: ResourceRef,
       labelSelector: string | undefined,
       onChange: (change: Change, obj: T) => void,
+      metadataOnly = false,
     ): Informer<T> => {
       const inf = new Informer<T>({
         kube: d.kube,
         resource,
         labelSelector,
+        metadataOnly,
         logger: d.logger,
         onChange,
         onRestart: (reason) => d.metrics.watchRestarts.inc({ kind: resource.kind, reason }),
@@ -97,6 +99,21 @@ export class Controller {
           if (key) this.queue.add(key);
         },
       );
+    // The Secrets that pools name in spec.apiKeySecretRef, metadata only (their data stays out
+    // of the cache): one created late, or a rotated key, is acted on at once, not at a resync.
+    informer<KubeObject>(
+      { apiVersion: 'v1', kind: 'Secret', namespace: watchNs },
+      undefined,
+      (_change, secret) => {
+        for (const p of this.caches.pools.list())
+          if (
+            p.metadata.namespace === secret.metadata?.namespace &&
+            p.spec?.apiKeySecretRef?.name === secret.metadata?.name
+          )
+            this.queue.add(`${p.metadata.namespace}/${p.metadata.name}`);
+      },
+      true,
+    );
     // The seccomp installer lives in the operator's namespace; any change to it may let pools
     // switch to their Localhost profile.
     const onInstaller = () => {

@@ -13,6 +13,12 @@ export interface InformerOptions<T extends KubeObject> {
   /** The collection: apiVersion, kind, and a namespace to watch only that one. */
   resource: ResourceRef;
   labelSelector?: string;
+  /**
+   * Only each object's identity (namespace, name, uid, resourceVersion) is fetched and kept:
+   * for kinds whose content the operator must not hold, such as every Secret of a namespace
+   * (annotations too are dropped: kubectl's last-applied-configuration holds a Secret's data).
+   */
+  metadataOnly?: boolean;
   logger: Logger;
   onChange: (change: Change, obj: T) => void;
   /** Called after each failure that makes the informer retry (for a metric). */
@@ -24,6 +30,16 @@ export interface InformerOptions<T extends KubeObject> {
 }
 
 const keyOf = (o: KubeObject) => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+
+/** OBJ's identity only (see InformerOptions.metadataOnly). */
+function identity<T extends KubeObject>(obj: T, resource: ResourceRef): T {
+  const { namespace, name, uid, resourceVersion } = obj.metadata ?? {};
+  return {
+    apiVersion: resource.apiVersion,
+    kind: resource.kind,
+    metadata: { namespace, name, uid, resourceVersion },
+  } as T;
+}
 
 class Gone extends Error {}
 
@@ -42,7 +58,18 @@ export class Informer<T extends KubeObject> {
     Pick<InformerOptions<T>, 'labelSelector' | 'onRestart'>;
 
   constructor(options: InformerOptions<T>) {
-    this.o = { watchTimeoutSeconds: 300, backoffBaseMs: 500, backoffMaxMs: 30_000, ...options };
+    this.o = {
+      watchTimeoutSeconds: 300,
+      backoffBaseMs: 500,
+      backoffMaxMs: 30_000,
+      metadataOnly: false,
+      ...options,
+    };
+  }
+
+  /** What the cache keeps of OBJ. */
+  private kept(obj: T): T {
+    return this.o.metadataOnly ? identity(obj, this.o.resource) : obj;
   }
 
   /** True once the first list has filled the cache. */
@@ -83,6 +110,7 @@ export class Informer<T extends KubeObject> {
             resourceVersion: this.resourceVersion,
             labelSelector: this.o.labelSelector,
             timeoutSeconds: timeout,
+            metadataOnly: this.o.metadataOnly,
           },
           (e) => this.handle(e),
           AbortSignal.any([this.stopping.signal, this.watchAbort.signal]),
@@ -119,10 +147,15 @@ export class Informer<T extends KubeObject> {
   }
 
   private async relist(): Promise<void> {
-    const list = await this.o.kube.list<T>(this.o.resource, this.o.labelSelector);
+    const list = await this.o.kube.list<T>(
+      this.o.resource,
+      this.o.labelSelector,
+      this.o.metadataOnly,
+    );
     const seen = new Set<string>();
-    for (const obj of list.items) {
-      // Lists omit apiVersion and kind on items.
+    for (const item of list.items) {
+      const obj = this.kept(item);
+      // Lists omit apiVersion and kind on items (and metadata-only ones name another kind).
       obj.apiVersion ??= this.o.resource.apiVersion;
       obj.kind ??= this.o.resource.kind;
       const key = keyOf(obj);
@@ -153,9 +186,10 @@ export class Informer<T extends KubeObject> {
       );
       return;
     }
-    const obj = e.object;
-    if (obj.metadata?.resourceVersion) this.resourceVersion = obj.metadata.resourceVersion;
+    if (e.object.metadata?.resourceVersion)
+      this.resourceVersion = e.object.metadata.resourceVersion;
     if (e.type === 'BOOKMARK') return;
+    const obj = this.kept(e.object);
     const key = keyOf(obj);
     if (e.type === 'DELETED') {
       this.store.delete(key);

@@ -115,8 +115,19 @@ export interface RequestOptions {
   query?: Record<string, string | number | boolean | undefined>;
   body?: unknown;
   contentType?: string;
+  /** The Accept header (default application/json). */
+  accept?: string;
   timeoutMs?: number;
 }
+
+/**
+ * Accept headers asking for objects' metadata only (PartialObjectMetadata), as
+ * controller-runtime's metadata-only watches do: a Secret's data never reaches the operator.
+ */
+export const METADATA_ONLY = {
+  list: 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1',
+  watch: 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1',
+} as const;
 
 export type WatchEvent<T> =
   | { type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK'; object: T }
@@ -197,12 +208,15 @@ export class Kube {
     const body = o.body === undefined ? undefined : JSON.stringify(o.body);
     // Content-Length always: Node sends a DELETE body neither chunked nor sized, and the API
     // server would read it as the next request on the kept-alive connection.
-    const headers: Record<string, string> = body
-      ? {
-          'Content-Type': o.contentType ?? 'application/json',
-          'Content-Length': String(Buffer.byteLength(body)),
-        }
-      : {};
+    const headers: Record<string, string> = {
+      ...(o.accept ? { Accept: o.accept } : {}),
+      ...(body
+        ? {
+            'Content-Type': o.contentType ?? 'application/json',
+            'Content-Length': String(Buffer.byteLength(body)),
+          }
+        : {}),
+    };
     const what = `${method} ${path}`;
     let res: http.IncomingMessage;
     try {
@@ -250,15 +264,22 @@ export class Kube {
     }
   }
 
-  async list<T extends KubeObject>(ref: ResourceRef, labelSelector?: string): Promise<KubeList<T>> {
+  /** Lists a collection, page by page; only the objects' metadata with `metadataOnly`. */
+  async list<T extends KubeObject>(
+    ref: ResourceRef,
+    labelSelector?: string,
+    metadataOnly = false,
+  ): Promise<KubeList<T>> {
     const items: T[] = [];
     let cont: string | undefined;
     let resourceVersion: string | undefined;
     do {
       const page = await this.request<KubeList<T>>('GET', resourcePath(ref), {
         query: { labelSelector, limit: 500, continue: cont },
+        ...(metadataOnly ? { accept: METADATA_ONLY.list } : {}),
       });
-      items.push(...page.items);
+      // (An empty metadata-only list has `items: null`.)
+      items.push(...(page.items ?? []));
       cont = page.metadata.continue || undefined;
       resourceVersion = page.metadata.resourceVersion;
     } while (cont);
@@ -328,7 +349,13 @@ export class Kube {
    */
   async watch<T>(
     ref: ResourceRef,
-    query: { resourceVersion: string; labelSelector?: string; timeoutSeconds: number },
+    query: {
+      resourceVersion: string;
+      labelSelector?: string;
+      timeoutSeconds: number;
+      /** Only the objects' metadata (PartialObjectMetadata). */
+      metadataOnly?: boolean;
+    },
     onEvent: (e: WatchEvent<T>) => void,
     signal: AbortSignal,
     idleMs: number,
@@ -341,7 +368,11 @@ export class Kube {
       timeoutSeconds: String(query.timeoutSeconds),
       ...(query.labelSelector ? { labelSelector: query.labelSelector } : {}),
     });
-    const opts = await this.options('GET', `${path}?${q}`, {});
+    const opts = await this.options(
+      'GET',
+      `${path}?${q}`,
+      query.metadataOnly ? { Accept: METADATA_ONLY.watch } : {},
+    );
     const lib = this.server.protocol === 'https:' ? https : http;
     await new Promise<void>((resolve, reject) => {
       let idle: NodeJS.Timeout | undefined;

@@ -659,6 +659,28 @@ describe('a SandboxPool', () => {
     });
     expect(await child.secret(ns)).toBeUndefined(); // none generated
 
+    // A rotated key rolls the pods at once (a watch on Secrets' metadata; the resync is an hour).
+    const keyVersion = async () =>
+      (await child.deployment(ns))?.spec?.template.metadata?.annotations?.[
+        'sandboxpool.dev/api-key-version'
+      ];
+    const before = await keyVersion();
+    expect(before).toBeTruthy();
+    await kubectl(cp, [
+      'patch',
+      'secret',
+      'my-key',
+      '-n',
+      ns,
+      '-p',
+      JSON.stringify({ stringData: { 'api-key': 'fedcba9876543210' } }),
+    ]);
+    await waitFor(
+      'the rotated key to reach the pod template',
+      async () => ((await keyVersion()) !== before ? true : undefined),
+      20_000,
+    );
+
     // The API server refuses the Deployment (requests above limits): InvalidSpec, its message.
     await applyPool(ns, 'greedy', {
       resources: { requests: { memory: '2Gi' }, limits: { memory: '1Gi' } },
