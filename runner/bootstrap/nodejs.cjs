@@ -212,6 +212,15 @@ function main(packagesAt) {
   // "run" before anything of the request runs: a process that ends without having said so ran
   // none of it, and the runner may give the request to another. Not a courtesy: unsaid, stop.
   if (!report('run')) process.exit(125);
+  // DifySandbox runs the code inside its prescript, whose fs the code could use without
+  // requiring it: a global (not a parameter of the code's function), so that code declaring
+  // its own fs keeps working too.
+  Object.defineProperty(globalThis, 'fs', {
+    value: fs,
+    writable: true,
+    configurable: true,
+    enumerable: false,
+  });
   if (request.preload) run(request.preload, 'preload.js');
   run(request.code, 'code.js');
 }

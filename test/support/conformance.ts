@@ -157,6 +157,16 @@ export function conformanceSuite(client: () => DifyClient): void {
       expect(data.stdout).toBe('<<RESULT>>{"result":"HelloWorld"}<<RESULT>>\n');
     });
 
+    it("can use fs without requiring it, as in DifySandbox's prescript, and declare its own", async () => {
+      const data = await c.run(
+        'nodejs',
+        "console.log(typeof fs.readFileSync, fs === require('fs'))",
+      );
+      expect(data).toMatchObject({ stdout: 'function true\n', error: '' });
+      const own = await c.run('nodejs', "const fs = 'mine'; var x = 1; console.log(fs, x)");
+      expect(own).toMatchObject({ stdout: 'mine 1\n', error: '' });
+    });
+
     it('round-trips non-ASCII text', async () => {
       const code = `function main({arg1, arg2}) {\n  // コメント 🟨\n  return {result: arg1 + '・' + arg2}\n}`;
       const data = await c.run(
