@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -33,6 +34,26 @@ static void ensure_open(int fd, int flags) {
   int dn = open("/dev/null", flags | O_CLOEXEC);
   if (dn < 0) sandbox_die("/dev/null: %s", strerror(errno));
   if (dn != fd && (dup2(dn, fd) != fd || close(dn) != 0)) sandbox_die("dup2: %s", strerror(errno));
+}
+
+/* The descriptor the interpreter is executed through: the seccomp filter lets execveat run
+ * only this number, so it must lie beyond every descriptor the run may open (below its
+ * RLIMIT_NOFILE, OPEN_FILES). SANDBOX_EXEC_FD, or the highest the hard limit allows when that
+ * is lower (a container started with `--ulimit nofile=1024`); the soft limit is raised to it,
+ * as dup3 needs. */
+static int interpreter_fd(rlim_t open_files) {
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) != 0) sandbox_die("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+  rlim_t fd = SANDBOX_EXEC_FD;
+  if (nofile.rlim_max != RLIM_INFINITY && nofile.rlim_max <= fd) fd = nofile.rlim_max - 1;
+  if (fd < open_files || fd <= SANDBOX_REPORT_FD + 1)
+    sandbox_die("the hard open file limit (%llu) must be above the runs' limit (%llu): raise it or lower SANDBOX_MAX_OPEN_FILES",
+                (unsigned long long)nofile.rlim_max, (unsigned long long)open_files);
+  if (nofile.rlim_cur != RLIM_INFINITY && nofile.rlim_cur <= fd) {
+    nofile.rlim_cur = fd + 1;
+    if (setrlimit(RLIMIT_NOFILE, &nofile) != 0) sandbox_die("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+  }
+  return (int)fd;
 }
 
 int main(int argc, char **argv) {
@@ -53,14 +74,15 @@ int main(int argc, char **argv) {
   /* Open the interpreter while the whole filesystem is still visible: from here on it is the
    * only program this process can execute (the execveat rule of sandbox_apply). */
   sandbox_step = "interpreter";
+  int exec_fd = interpreter_fd(o.open_files);
   int exe = open(o.argv[0], O_PATH | O_CLOEXEC);
   if (exe < 0) sandbox_die("open %s: %s", o.argv[0], strerror(errno));
-  if (dup3(exe, SANDBOX_EXEC_FD, O_CLOEXEC) != SANDBOX_EXEC_FD || close(exe) != 0)
+  if (dup3(exe, exec_fd, O_CLOEXEC) != exec_fd || close(exe) != 0)
     sandbox_die("dup3: %s", strerror(errno));
 
-  char **envp = sandbox_apply(&o, SANDBOX_EXEC_FD);
+  char **envp = sandbox_apply(&o, exec_fd);
 
   sandbox_step = "exec";
-  syscall(SYS_execveat, SANDBOX_EXEC_FD, "", o.argv, envp, AT_EMPTY_PATH);
+  syscall(SYS_execveat, exec_fd, "", o.argv, envp, AT_EMPTY_PATH);
   sandbox_die("%s: %s", o.argv[0], strerror(errno));
 }

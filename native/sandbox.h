@@ -13,9 +13,10 @@
  * "exit N" from a bootstrap that ends its run (then it closes every stream), and the
  * launcher's own failure line. */
 #define SANDBOX_REPORT_FD 3
-/* The interpreter stays open here until execveat(). It is above the RLIMIT_NOFILE hard limit
- * set by the sequence, so after exec no code can create a descriptor with this number again:
- * the seccomp rule allowing execveat() on it alone can then never match. */
+/* The interpreter stays open here until execveat() (or lower, when the launcher's hard
+ * RLIMIT_NOFILE is: launcher.c's interpreter_fd). It is above the run's RLIMIT_NOFILE, so after
+ * exec no code can create a descriptor with this number again: the seccomp rule allowing
+ * execveat() on it alone can then never match. */
 #define SANDBOX_EXEC_FD 1000
 #define SANDBOX_MAX_LIST 64
 #define SANDBOX_MAX_PORTS 16

@@ -28,16 +28,25 @@ function launch(
     ids = AS_ROOT,
     // Started as this uid (through setpriv, from root): the launcher as a runner without root.
     user = undefined as number | undefined,
+    // Started with this open file limit, soft and hard (through prlimit).
+    nofile = undefined as number | undefined,
     extra = [] as string[],
   } = {},
 ) {
   const idArgs = ids ? ['--uid', '60999', '--gid', '60999'] : [];
   const asUser =
-    user === undefined ? [] : ['--reuid', String(user), '--regid', String(user), '--clear-groups'];
+    user === undefined
+      ? []
+      : ['setpriv', '--reuid', String(user), '--regid', String(user), '--clear-groups'];
+  const [command, ...wrapped] = [
+    ...(nofile === undefined ? [] : ['prlimit', `--nofile=${nofile}:${nofile}`]),
+    ...asUser,
+    LAUNCHER,
+  ];
   return spawnSync(
-    user === undefined ? LAUNCHER : 'setpriv',
+    command!,
     [
-      ...(user === undefined ? [] : [...asUser, LAUNCHER]),
+      ...wrapped,
       '--policy-dir',
       policyDir,
       '--policy',
@@ -120,6 +129,43 @@ describe('sandbox-launcher', () => {
     const bad = launch(POLICY_SOURCE, 'python3', 'print("ran")', { extra: ['--parent', '0'] });
     expect(bad.status).toBe(125);
     expect(bad.stderr).toMatch(/^sandbox-launcher: arguments: --parent needs a process id/);
+  });
+
+  // The interpreter is executed through a descriptor beyond the run's open file limit (1000),
+  // or below a lower hard limit of the launcher's, as in a container with nofile=600.
+  it('runs under a hard open file limit below 1000, and the run still executes nothing', () => {
+    const ok = launch(POLICY_SOURCE, 'python3', 'print("ran")', {
+      nofile: 600,
+      extra: ['--open-files', '256'],
+    });
+    expect(ok.stderr).toBe('');
+    expect(ok.stdout).toBe('ran\n');
+    // The program can neither put a descriptor at the interpreter's number (599) nor execute
+    // through it; any other execve is the dangerous set's (killed).
+    const exec = launch(
+      POLICY_SOURCE,
+      'python3',
+      [
+        'import os',
+        'try: os.dup2(0, 599); print("dup2 worked", flush=True)',
+        'except OSError as e: print("dup2", e.errno, flush=True)',
+        'try: os.execve(599, ["true"], {})',
+        'except OSError as e: print("execve", e.errno, flush=True)',
+        'os.execv("/bin/true", ["true"])',
+      ].join('\n'),
+      { nofile: 600, extra: ['--open-files', '256'] },
+    );
+    expect(exec.stdout).toBe('dup2 9\nexecve 9\n');
+    expect(exec.signal).toBe('SIGSYS');
+    const low = launch(POLICY_SOURCE, 'python3', 'print("ran")', {
+      nofile: 100,
+      extra: ['--open-files', '256'],
+    });
+    expect(low.status).toBe(125);
+    expect(low.stdout).toBe('');
+    expect(low.stderr).toMatch(
+      /^sandbox-launcher: interpreter: the hard open file limit \(100\) must be above the runs' limit \(256\)/,
+    );
   });
 
   it('takes TCP ports for connect() only with network, and only valid ones', () => {
