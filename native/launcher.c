@@ -39,7 +39,7 @@ static void ensure_open(int fd, int flags) {
 /* The descriptor the interpreter is executed through: the seccomp filter lets execveat run
  * only this number, so it must lie beyond every descriptor the run may open (below its
  * RLIMIT_NOFILE, OPEN_FILES). SANDBOX_EXEC_FD, or the highest the hard limit allows when that
- * is lower (a container started with `--ulimit nofile=1024`); the soft limit is raised to it,
+ * is lower (a container started with `--ulimit nofile=512`); the soft limit is raised to it,
  * as dup3 needs. */
 static int interpreter_fd(rlim_t open_files) {
   struct rlimit nofile;
