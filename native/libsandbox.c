@@ -14,7 +14,12 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +83,41 @@ static void on_sigsys(int sig, siginfo_t *info, void *context) {
   report_syscall(info->si_syscall);
 }
 
+/* Closes exec for good in an interpreter the launcher started. The launcher's filter has to
+ * let execveat() through once, on the interpreter's descriptor, and seccomp cannot see that the
+ * call's path is empty: with an absolute path the kernel ignores the descriptor, so that rule
+ * alone would let the program execute the dynamic loader, and through it any file it can read.
+ * A second filter, stacked on the first before any code of the program runs, traps every exec;
+ * filters can only be added, never removed. Fails closed: without it the run does not start. */
+static void lock_exec(void) {
+#if defined(__x86_64__)
+  const __u32 arch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+  const __u32 arch = AUDIT_ARCH_AARCH64;
+#endif
+  struct sock_filter program[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+    /* Calls of another ABI are the first filter's to refuse (it kills them). */
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_execve, 2, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_execveat, 1, 0),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    /* As any refused call: EPERM and a report naming it (on_sigsys). */
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
+  };
+  struct sock_fprog prog = {.len = sizeof program / sizeof program[0], .filter = program};
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) {
+    char line[128];
+    int len = snprintf(line, sizeof line, "sandbox-launcher: exec lock: seccomp: %s\n", strerror(errno));
+    if (len > 0 && write(SANDBOX_REPORT_FD, line, (size_t)len) < 0) {
+      /* The exit status says it all the same. */
+    }
+    _exit(SANDBOX_SETUP_FAILED);
+  }
+}
+
 __attribute__((constructor)) static void install(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -90,12 +130,16 @@ __attribute__((constructor)) static void install(void) {
     if (*p == ',') p++;
     else break;
   }
+  /* Set by the launcher for the interpreter it executes (sandbox.c's build_env). */
+  const char *exec_lock = getenv("SANDBOX_EXEC_LOCK");
+  if (exec_lock != NULL && strcmp(exec_lock, "1") == 0) lock_exec();
   const char *zygote = getenv("SANDBOX_ZYGOTE");
   armed = zygote == NULL || strcmp(zygote, "1") != 0;
   /* The program need not know it was preloaded. */
   unsetenv("LD_PRELOAD");
   unsetenv("SANDBOX_ZYGOTE");
   unsetenv("SANDBOX_KILL");
+  unsetenv("SANDBOX_EXEC_LOCK");
 }
 
 /* libc's entry points to the dangerous set: report, then let the kernel decide (and kill).

@@ -321,8 +321,8 @@ static void drop_capabilities(void) {
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) sandbox_die_errno("clear ambient");
 }
 
-/* EXEC: the interpreter is still to be started, and libsandbox.so learns the dangerous set from
- * SANDBOX_KILL (it removes the variable at once). */
+/* EXEC: the interpreter is still to be started; libsandbox.so learns the dangerous set from
+ * SANDBOX_KILL and closes exec behind it for SANDBOX_EXEC_LOCK (it removes both at once). */
 static char **build_env(const struct sandbox_options *o, int exec) {
   static char *envp[SANDBOX_MAX_LIST + 8];
   static char home[4200], tmpdir[4200], kill_list[8 + 8 * POLICY_MAX_KILL];
@@ -340,6 +340,7 @@ static char **build_env(const struct sandbox_options *o, int exec) {
     envp[n] = strdup(o->env[i]);
     if (envp[n++] == NULL) sandbox_die("out of memory");
   }
+  if (exec) envp[n++] = "SANDBOX_EXEC_LOCK=1";
   if (exec && sandbox_n_kill > 0) {
     size_t used = (size_t)snprintf(kill_list, sizeof kill_list, "SANDBOX_KILL=");
     for (int i = 0; i < sandbox_n_kill && used < sizeof kill_list; i++)

@@ -44,6 +44,23 @@ export const attacks: Attack[] = [
     code: 'import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nargv = (ctypes.c_char_p * 2)(b"/usr/bin/id", None)\nr = libc.syscall(59, b"/usr/bin/id", argv, None)\nraise OSError(ctypes.get_errno(), "execve")',
     expect: { kind: 'denied', syscall: 'execve' },
   },
+  // The launcher's filter lets execveat through on the interpreter's descriptor (1000) only,
+  // but an absolute path makes the kernel ignore the descriptor: the dynamic loader (which
+  // Landlock lets be executed) would then run any readable program.
+  {
+    name: "ctypes: execveat of the dynamic loader with the interpreter's descriptor number",
+    language: 'python3',
+    code: [
+      'import ctypes, os',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'nr = {"x86_64": 322, "aarch64": 281}[os.uname().machine]',
+      'loader = next(p for p in ("/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1") if os.path.exists(p))',
+      'argv = (ctypes.c_char_p * 4)(loader.encode(), b"/usr/bin/echo", b"ESCAPED", None)',
+      'libc.syscall(nr, 1000, loader.encode(), argv, None, 0x1000)  # AT_EMPTY_PATH',
+      'raise OSError(ctypes.get_errno(), "execveat")',
+    ].join('\n'),
+    expect: { kind: 'denied', syscall: 'execveat' },
+  },
   {
     name: 'os.popen',
     language: 'python3',

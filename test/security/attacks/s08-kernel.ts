@@ -3,7 +3,7 @@
 // dangerous set kills the run); from Node.js, which has no raw syscalls, through the files and
 // APIs that reach the same surface.
 import type { Attack } from './types.js';
-import { jsTry, pySyscall } from './types.js';
+import { jsTry, pySyscall, pySyscallOrRaise } from './types.js';
 
 const KILLED = { kind: 'killed' } as const;
 
@@ -36,6 +36,14 @@ export const attacks: Attack[] = [
     // mov eax, 20 (getpid on i386); int 0x80; ret
     code: 'import ctypes, mmap\nbuf = mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\nbuf.write(bytes([0xb8, 20, 0, 0, 0, 0xcd, 0x80, 0xc3]))\naddr = ctypes.addressof(ctypes.c_char.from_buffer(buf))\nprint("ESCAPED", ctypes.CFUNCTYPE(ctypes.c_int)(addr)())',
     expect: KILLED,
+  },
+  // Adding a plain filter is allowed (it only restricts the caller: libsandbox.so's exec lock);
+  // one with flags is not: a user-notification listener, or a filter synced to every thread.
+  {
+    name: 'seccomp: a filter with a user-notification listener (NEW_LISTENER)',
+    language: 'python3',
+    code: pySyscallOrRaise(317, ['1', '8', '0']),
+    expect: { kind: 'denied', syscall: 'seccomp' },
   },
   // Node.js
   {
