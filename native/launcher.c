@@ -45,7 +45,7 @@ static int interpreter_fd(rlim_t open_files) {
   struct rlimit nofile;
   if (getrlimit(RLIMIT_NOFILE, &nofile) != 0) sandbox_die("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
   rlim_t fd = SANDBOX_EXEC_FD;
-  if (nofile.rlim_max != RLIM_INFINITY && nofile.rlim_max <= fd) fd = nofile.rlim_max - 1;
+  if (nofile.rlim_max != RLIM_INFINITY && nofile.rlim_max <= fd) fd = nofile.rlim_max > 0 ? nofile.rlim_max - 1 : 0;
   if (fd < open_files || fd <= SANDBOX_REPORT_FD + 1)
     sandbox_die("the hard open file limit (%llu) must be above the runs' limit (%llu): raise it or lower SANDBOX_MAX_OPEN_FILES",
                 (unsigned long long)nofile.rlim_max, (unsigned long long)open_files);

@@ -58,6 +58,8 @@ export class Controller {
   private stopped = false;
   private workers: Promise<void>[] = [];
   private resyncTimer: NodeJS.Timeout | undefined;
+  /** The metadata-only informer on Secrets (not waited for: see the constructor). */
+  private readonly secretsShortcut: Informer<KubeObject>;
 
   constructor(private readonly d: ControllerDeps) {
     const { config } = d;
@@ -68,14 +70,16 @@ export class Controller {
       onChange: (change: Change, obj: T) => void,
       metadataOnly = false,
     ): Informer<T> => {
+      const name = metadataOnly ? `${resource.kind} (metadata)` : resource.kind;
       const inf = new Informer<T>({
         kube: d.kube,
         resource,
+        name,
         labelSelector,
         metadataOnly,
         logger: d.logger,
         onChange,
-        onRestart: (reason) => d.metrics.watchRestarts.inc({ kind: resource.kind, reason }),
+        onRestart: (reason) => d.metrics.watchRestarts.inc({ kind: name, reason }),
       });
       this.informers.push(inf as unknown as Informer<KubeObject>);
       return inf;
@@ -101,7 +105,8 @@ export class Controller {
       );
     // The Secrets that pools name in spec.apiKeySecretRef, metadata only (their data stays out
     // of the cache): one created late, or a rotated key, is acted on at once, not at a resync.
-    informer<KubeObject>(
+    // Only a shortcut (each reconcile reads the Secret itself): reconciling does not wait for it.
+    this.secretsShortcut = informer<KubeObject>(
       { apiVersion: 'v1', kind: 'Secret', namespace: watchNs },
       undefined,
       (_change, secret) => {
@@ -159,7 +164,7 @@ export class Controller {
 
   /** True once every informer has listed its collection. */
   get synced(): boolean {
-    return this.informers.every((i) => i.synced);
+    return this.informers.every((i) => i.synced || i === this.secretsShortcut);
   }
 
   get isLeading(): boolean {

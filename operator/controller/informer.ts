@@ -12,6 +12,8 @@ export interface InformerOptions<T extends KubeObject> {
   kube: Kube;
   /** The collection: apiVersion, kind, and a namespace to watch only that one. */
   resource: ResourceRef;
+  /** What its log lines call it (default: the kind). */
+  name?: string;
   labelSelector?: string;
   /**
    * Only each object's identity (namespace, name, uid, resourceVersion) is fetched and kept:
@@ -54,8 +56,8 @@ export class Informer<T extends KubeObject> {
   private pendingError: Error | undefined;
   private loop: Promise<void> | undefined;
   private syncedOnce = false;
-  private readonly o: Required<Omit<InformerOptions<T>, 'labelSelector' | 'onRestart'>> &
-    Pick<InformerOptions<T>, 'labelSelector' | 'onRestart'>;
+  private readonly o: Required<Omit<InformerOptions<T>, 'labelSelector' | 'onRestart' | 'name'>> &
+    Pick<InformerOptions<T>, 'labelSelector' | 'onRestart' | 'name'>;
 
   constructor(options: InformerOptions<T>) {
     this.o = {
@@ -96,7 +98,7 @@ export class Informer<T extends KubeObject> {
   }
 
   private async run(): Promise<void> {
-    const log = this.o.logger.child({ informer: this.o.resource.kind });
+    const log = this.o.logger.child({ informer: this.o.name ?? this.o.resource.kind });
     let failures = 0;
     while (!this.stopped) {
       try {
@@ -147,14 +149,13 @@ export class Informer<T extends KubeObject> {
   }
 
   private async relist(): Promise<void> {
-    const list = await this.o.kube.list<T>(
-      this.o.resource,
-      this.o.labelSelector,
-      this.o.metadataOnly,
-    );
+    const list = await this.o.kube.list<T>(this.o.resource, {
+      labelSelector: this.o.labelSelector,
+      metadataOnly: this.o.metadataOnly,
+      keep: (obj) => this.kept(obj),
+    });
     const seen = new Set<string>();
-    for (const item of list.items) {
-      const obj = this.kept(item);
+    for (const obj of list.items) {
       // Lists omit apiVersion and kind on items (and metadata-only ones name another kind).
       obj.apiVersion ??= this.o.resource.apiVersion;
       obj.kind ??= this.o.resource.kind;

@@ -55,6 +55,9 @@ export class ApiError extends Error {
   }
 }
 
+/** A list's continue token expired before its last page (410): list again, in one request. */
+class ContinueExpired extends Error {}
+
 export const isNotFound = (err: unknown): boolean => err instanceof ApiError && err.status === 404;
 export const isConflict = (err: unknown): boolean => err instanceof ApiError && err.status === 409;
 
@@ -264,22 +267,46 @@ export class Kube {
     }
   }
 
-  /** Lists a collection, page by page; only the objects' metadata with `metadataOnly`. */
+  /**
+   * Lists a collection, 500 objects a page. `metadataOnly`: only the objects' metadata
+   * (PartialObjectMetadata). `keep` maps each object as its page arrives, so that only what it
+   * keeps of a big collection is ever held at once. A continue token that expired (410) before
+   * the last page restarts the list in one request, as client-go's pager does.
+   */
   async list<T extends KubeObject>(
     ref: ResourceRef,
-    labelSelector?: string,
-    metadataOnly = false,
+    o: { labelSelector?: string; metadataOnly?: boolean; keep?: (obj: T) => T } = {},
+  ): Promise<KubeList<T>> {
+    try {
+      return await this.listPages(ref, o, 500);
+    } catch (err) {
+      if (!(err instanceof ContinueExpired)) throw err;
+      return this.listPages(ref, o, undefined);
+    }
+  }
+
+  private async listPages<T extends KubeObject>(
+    ref: ResourceRef,
+    o: { labelSelector?: string; metadataOnly?: boolean; keep?: (obj: T) => T },
+    limit: number | undefined,
   ): Promise<KubeList<T>> {
     const items: T[] = [];
     let cont: string | undefined;
     let resourceVersion: string | undefined;
     do {
-      const page = await this.request<KubeList<T>>('GET', resourcePath(ref), {
-        query: { labelSelector, limit: 500, continue: cont },
-        ...(metadataOnly ? { accept: METADATA_ONLY.list } : {}),
-      });
+      let page: KubeList<T>;
+      try {
+        page = await this.request<KubeList<T>>('GET', resourcePath(ref), {
+          query: { labelSelector: o.labelSelector, limit, continue: cont },
+          ...(o.metadataOnly ? { accept: METADATA_ONLY.list } : {}),
+        });
+      } catch (err) {
+        if (cont !== undefined && err instanceof ApiError && err.status === 410)
+          throw new ContinueExpired(err.message);
+        throw err;
+      }
       // (An empty metadata-only list has `items: null`.)
-      items.push(...(page.items ?? []));
+      for (const obj of page.items ?? []) items.push(o.keep ? o.keep(obj) : obj);
       cont = page.metadata.continue || undefined;
       resourceVersion = page.metadata.resourceVersion;
     } while (cont);

@@ -63,6 +63,9 @@ function explain(err) {
 let uncaught = false;
 function watchUncaught() {
   process.on('uncaughtExceptionMonitor', (err) => {
+    // A program's own 'uncaughtException' handler takes the error: the run goes on, and the
+    // error is no reason for how it ends.
+    if (process.listenerCount('uncaughtException') > 0) return;
     uncaught = true;
     const why = explain(err);
     if (why !== undefined) report(why);

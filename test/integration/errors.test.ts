@@ -134,6 +134,12 @@ describe('program failures', () => {
     );
     expect(data.error).toMatch(/^error: thread limit exceeded \(\d+\)\n/);
     expect(data.exit_code).not.toBe(0);
+    // Not an error the program's own handler took: the run went on, and ended for another reason.
+    const handled = await t.run(
+      'nodejs',
+      "process.on('uncaughtException', () => {}); setTimeout(() => { throw Object.assign(new Error('EMFILE'), { code: 'EMFILE' }) }); setTimeout(() => process.kill(process.pid, 'SIGSEGV'), 50)",
+    );
+    expect(handled.error).toMatch(/^error: process killed by signal SIGSEGV/);
   });
 
   it('output over the cap ends the run with a clear error', async () => {
