@@ -83,7 +83,7 @@ static void on_sigsys(int sig, siginfo_t *info, void *context) {
   report_syscall(info->si_syscall);
 }
 
-/* Closes exec for good in an interpreter the launcher started. The launcher's filter has to
+/* Closes exec (and seccomp) for good in an interpreter the launcher started. The launcher's filter has to
  * let execveat() through once, on the interpreter's descriptor, and seccomp cannot see that the
  * call's path is empty: with an absolute path the kernel ignores the descriptor, so that rule
  * alone would let the program execute the dynamic loader, and through it any file it can read.
@@ -101,8 +101,11 @@ static void lock_exec(void) {
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_execve, 2, 0),
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_execveat, 1, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_execve, 3, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_execveat, 2, 0),
+    /* The last filter: the program may add none (SECCOMP_RET_LOG would write to the host's
+     * audit log for each of its calls). */
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_seccomp, 1, 0),
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     /* As any refused call: EPERM and a report naming it (on_sigsys). */
     BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),

@@ -82,6 +82,7 @@ void sandbox_parse_args(int argc, char **argv, struct sandbox_options *o, int wa
     else if (strcmp(a, "--uid") == 0) o->uid = (long)parse_limit(v);
     else if (strcmp(a, "--gid") == 0) o->gid = (long)parse_limit(v);
     else if (strcmp(a, "--memory-bytes") == 0) o->memory_bytes = parse_limit(v);
+    else if (strcmp(a, "--address-space-bytes") == 0) o->address_space_bytes = parse_limit(v);
     else if (strcmp(a, "--cpu-seconds") == 0) o->cpu_seconds = parse_limit(v);
     else if (strcmp(a, "--file-bytes") == 0) o->file_bytes = parse_limit(v);
     else if (strcmp(a, "--open-files") == 0) o->open_files = parse_limit(v);
@@ -471,6 +472,11 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
                               SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)exec_fd),
                               SCMP_A4(SCMP_CMP_EQ, AT_EMPTY_PATH));
     if (rc != 0) sandbox_die("execveat rule: %s", strerror(-rc));
+    /* And, once, the filter libsandbox.so stacks on this one to close exec behind the
+     * interpreter (without flags; that filter then refuses seccomp itself). */
+    rc = seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(seccomp), 2,
+                          SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER), SCMP_A1(SCMP_CMP_EQ, 0));
+    if (rc != 0) sandbox_die("seccomp rule: %s", strerror(-rc));
   }
 
   /* Resource limits: inherited by every thread, and the hard limits cannot be raised again
@@ -478,6 +484,13 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   sandbox_step = "rlimits";
   set_limit(RLIMIT_CORE, "RLIMIT_CORE", 1, 0); /* 1 byte: effectively no core dumps */
   set_limit(RLIMIT_DATA, "RLIMIT_DATA", o->memory_bytes, 0);
+  /* RLIMIT_DATA counts writable private memory only: read-only anonymous mappings cost nothing
+   * against it, yet each 2 MiB of them touched costs a page table (4 KiB) of the pod's memory.
+   * Bounding the address space bounds those too (to 1/512 of it). */
+  set_limit(RLIMIT_AS, "RLIMIT_AS", o->address_space_bytes, 0);
+  /* No page pinned in memory beyond the kernel's default (mlock of file pages would hold page
+   * cache outside RLIMIT_DATA). */
+  set_limit(RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK", 64 << 10, 0);
   /* The soft CPU limit sends SIGXCPU, which names the cause; the hard one a second later kills. */
   set_limit(RLIMIT_CPU, "RLIMIT_CPU", o->cpu_seconds, 1);
   set_limit(RLIMIT_FSIZE, "RLIMIT_FSIZE", o->file_bytes, 0);

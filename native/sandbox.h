@@ -28,6 +28,8 @@ struct sandbox_options {
   const char *workdir;
   long uid, gid;
   rlim_t memory_bytes, cpu_seconds, file_bytes, open_files, processes;
+  /* RLIMIT_AS; 0: none (Node.js: V8 reserves address space for each WebAssembly memory). */
+  rlim_t address_space_bytes;
   /* As root, the run's directory is a tmpfs of this many bytes and files (inodes). */
   unsigned long long disk_bytes, disk_files;
   const char *read[SANDBOX_MAX_LIST];

@@ -339,6 +339,8 @@ export class Runtime {
       '--policy', 'extra',
       '--workdir', id.workdir,
       '--memory-bytes', String(config.memoryMiB * 1024 * 1024),
+      // Python: address space bounded (page tables of read-only mappings; see sandbox.c).
+      ...(id.language === 'python3' ? ['--address-space-bytes', String(PYTHON_ADDRESS_SPACE_BYTES)] : []),
       '--cpu-seconds', String(config.cpuSeconds),
       '--file-bytes', String(config.maxFileBytes),
       '--open-files', String(config.maxOpenFiles),
@@ -370,6 +372,14 @@ export class Runtime {
     return args;
   }
 }
+
+/**
+ * A Python run's address space: far beyond any memory limit (a zygote child starts with the
+ * zygote's mappings; threads reserve stacks and malloc arenas), and its page tables bounded at
+ * 1/512 of it, 32 MiB. Not for Node.js, whose V8 reserves ~10 GiB for each WebAssembly memory
+ * and whose code cannot map memory of its own.
+ */
+const PYTHON_ADDRESS_SPACE_BYTES = 16 * 1024 ** 3;
 
 /** Removes a run directory even when the program left it unreadable for us (chmod 000). */
 export async function removeTree(dir: string): Promise<void> {

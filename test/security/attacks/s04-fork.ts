@@ -9,6 +9,14 @@ const pyClone = (flags: string) =>
   `import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\nr = libc.syscall(56, ${flags}, 0, 0, 0, 0)\nif r == 0:\n    os._exit(0)\nraise OSError(ctypes.get_errno(), "clone")\n`;
 
 export const attacks: Attack[] = [
+  // A descriptor table per thread: each its own RLIMIT_NOFILE, and files the watchdog (which
+  // reads one table) does not see.
+  {
+    name: 'close_range(CLOSE_RANGE_UNSHARE): a thread with a descriptor table of its own',
+    language: 'python3',
+    code: pySyscallOrRaise(436, ['1000', '1001', '2']),
+    expect: { kind: 'denied', syscall: 'close_range' },
+  },
   // Python
   {
     name: 'os.fork',

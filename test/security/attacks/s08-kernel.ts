@@ -37,8 +37,14 @@ export const attacks: Attack[] = [
     code: 'import ctypes, mmap\nbuf = mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\nbuf.write(bytes([0xb8, 20, 0, 0, 0, 0xcd, 0x80, 0xc3]))\naddr = ctypes.addressof(ctypes.c_char.from_buffer(buf))\nprint("ESCAPED", ctypes.CFUNCTYPE(ctypes.c_int)(addr)())',
     expect: KILLED,
   },
-  // Adding a plain filter is allowed (it only restricts the caller: libsandbox.so's exec lock);
-  // one with flags is not: a user-notification listener, or a filter synced to every thread.
+  // No filter of the program's own: SECCOMP_RET_LOG would write to the host's audit log for
+  // each of its calls (only libsandbox.so adds one, before the program runs).
+  {
+    name: 'seccomp: adds a filter of its own',
+    language: 'python3',
+    code: pySyscallOrRaise(317, ['1', '0', '0']),
+    expect: { kind: 'denied', syscall: 'seccomp' },
+  },
   {
     name: 'seccomp: a filter with a user-notification listener (NEW_LISTENER)',
     language: 'python3',

@@ -90,6 +90,39 @@ export const attacks: Attack[] = [
     code: 'score = open("/proc/self/oom_score_adj").read().strip()\nif score != "1000":\n    print("ESCAPED score", score)\nopen("/proc/self/oom_score_adj", "w").write("-1000")\nprint("ESCAPED lowered")',
     expect: { kind: 'fails', error: /Permission|Read-only/ },
   },
+  // Memory RLIMIT_DATA does not count: page tables of read-only mappings (4 KiB per 2 MiB
+  // touched, charged to the pod), and page cache pinned with mlock.
+  {
+    name: 'page tables of a huge read-only mapping',
+    language: 'python3',
+    code: [
+      'import mmap',
+      'try:',
+      '    m = mmap.mmap(-1, 64 << 30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x4000, prot=mmap.PROT_READ)',
+      'except OSError as e:',
+      '    print("BLOCKED", e.errno)',
+      'else:',
+      '    for off in range(0, 1 << 30, 2 << 20): m[off]',
+      '    print("ESCAPED", [l for l in open("/proc/self/status") if l.startswith("VmPTE")])',
+    ].join('\n'),
+    expect: { kind: 'blocked' },
+  },
+  {
+    name: "mlock of a file's pages",
+    language: 'python3',
+    code: [
+      'import ctypes, os, sys',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'libc.mmap.restype = ctypes.c_void_p',
+      'libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]',
+      'fd = os.open(os.path.realpath(sys.executable), os.O_RDONLY)',
+      'size = min(os.fstat(fd).st_size, 4 << 20)',
+      'addr = libc.mmap(None, size, 1, 2, fd, 0)  # PROT_READ, MAP_PRIVATE',
+      'r = libc.mlock(ctypes.c_void_p(addr), ctypes.c_size_t(size))',
+      'print("ESCAPED" if r == 0 else f"BLOCKED errno {ctypes.get_errno()}")',
+    ].join('\n'),
+    expect: { kind: 'blocked' },
+  },
   // Node.js
   { name: 'CPU loop', language: 'nodejs', code: 'for (;;) {}', expect: CPU },
   {
