@@ -340,7 +340,7 @@ export class Runtime {
       '--workdir', id.workdir,
       '--memory-bytes', String(config.memoryMiB * 1024 * 1024),
       // Python: address space bounded (page tables of read-only mappings; see sandbox.c).
-      ...(id.language === 'python3' ? ['--address-space-bytes', String(PYTHON_ADDRESS_SPACE_BYTES)] : []),
+      ...(id.language === 'python3' ? ['--address-space-bytes', String(config.memoryMiB * 1024 * 1024 + PYTHON_ADDRESS_SPACE_EXTRA_BYTES)] : []),
       '--cpu-seconds', String(config.cpuSeconds),
       '--file-bytes', String(config.maxFileBytes),
       '--open-files', String(config.maxOpenFiles),
@@ -374,12 +374,12 @@ export class Runtime {
 }
 
 /**
- * A Python run's address space: far beyond any memory limit (a zygote child starts with the
- * zygote's mappings; threads reserve stacks and malloc arenas), and its page tables bounded at
- * 1/512 of it, 32 MiB. Not for Node.js, whose V8 reserves ~10 GiB for each WebAssembly memory
- * and whose code cannot map memory of its own.
+ * What a Python run's address space may hold beyond its memory limit: far more than it needs (a
+ * zygote child starts with the zygote's mappings; threads reserve stacks and malloc arenas),
+ * while its page tables stay bounded at 1/512 of it (~32 MiB). Not for Node.js, whose V8
+ * reserves ~10 GiB for each WebAssembly memory and whose code cannot map memory of its own.
  */
-const PYTHON_ADDRESS_SPACE_BYTES = 16 * 1024 ** 3;
+const PYTHON_ADDRESS_SPACE_EXTRA_BYTES = 16 * 1024 ** 3;
 
 /** Removes a run directory even when the program left it unreadable for us (chmod 000). */
 export async function removeTree(dir: string): Promise<void> {
