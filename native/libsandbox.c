@@ -119,6 +119,10 @@ static void lock_exec(void) {
     }
     _exit(SANDBOX_SETUP_FAILED);
   }
+  /* The runner takes no interpreter of the launcher's as ready without this line before "ready":
+   * an interpreter that ignored LD_PRELOAD (file capabilities, an unreadable library) would run
+   * without the lock. */
+  if (write(SANDBOX_REPORT_FD, "locked\n", 7) != 7) _exit(SANDBOX_SETUP_FAILED);
 }
 
 __attribute__((constructor)) static void install(void) {

@@ -336,6 +336,8 @@ static char **build_env(const struct sandbox_options *o, int exec) {
   envp[n++] = tmpdir;
   for (int i = 0; i < o->n_env; i++) {
     if (strchr(o->env[i], '=') == NULL) sandbox_die("--env needs KEY=VALUE, got '%s'", o->env[i]);
+    /* The SANDBOX_ names are the launcher's own (getenv finds the first of two). */
+    if (strncmp(o->env[i], "SANDBOX_", 8) == 0) sandbox_die("--env may not set %s", o->env[i]);
     /* putenv() keeps the pointer: a copy of our own, since a zygote child's options are
      * Python's memory, freed once sandbox_enter() returns. */
     envp[n] = strdup(o->env[i]);
@@ -486,7 +488,8 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   set_limit(RLIMIT_DATA, "RLIMIT_DATA", o->memory_bytes, 0);
   /* RLIMIT_DATA counts writable private memory only: read-only anonymous mappings cost nothing
    * against it, yet each 2 MiB of them touched costs a page table (4 KiB) of the pod's memory.
-   * Bounding the address space bounds those too (to 1/512 of it). */
+   * Bounding the address space bounds those of big mappings (to 1/512 of it); small mappings far
+   * apart, a page table or two each, are the runner's watchdog's to bound (VmPTE). */
   set_limit(RLIMIT_AS, "RLIMIT_AS", o->address_space_bytes, 0);
   /* No page pinned in memory beyond the kernel's default (mlock of file pages would hold page
    * cache outside RLIMIT_DATA). */

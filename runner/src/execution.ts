@@ -147,13 +147,17 @@ export async function runRequest(
     if (proc.pid !== undefined) {
       // As root the kernel bounds threads (RLIMIT_NPROC of the run's uid) and the directory
       // (its tmpfs); otherwise the watchdog does.
+      // Page tables in both modes: as much as the memory limit can need (1/256 of it), and
+      // 32 MiB more.
+      const pageTableBytes = (config.memoryMiB * 1024 * 1024) / 256 + 32 * 1024 * 1024;
       const limits = runtime.asRoot
-        ? {}
+        ? { pageTableBytes }
         : {
             threads: config.maxThreads,
             diskBytes: config.maxDiskBytes,
             files: config.maxFiles,
             fileBytes: config.maxFileBytes,
+            pageTableBytes,
           };
       watchdog = new Watchdog(proc.pid, proc.id.workdir, limits, kill);
       watchdog.start();

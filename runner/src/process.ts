@@ -15,6 +15,8 @@ import { packagesDir } from './dependencies.js';
 
 /** The exit status of a process whose sandbox could not be set up (sandbox.h's SANDBOX_SETUP_FAILED). */
 export const SETUP_FAILED = 125;
+/** libsandbox.so's report that exec is closed behind a launched interpreter. */
+const EXEC_LOCKED = 'locked';
 
 export interface Exit {
   code: number | null;
@@ -174,16 +176,31 @@ export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
       // already gone
     }
   };
+  // Ready only after libsandbox.so reported the exec lock (native/libsandbox.c's lock_exec):
+  // an interpreter that ignored LD_PRELOAD runs without it, and could execute any program
+  // through the launcher's one allowed execveat. Refused as a sandbox that could not be set up.
+  let refused = false;
+  const ready = watchReports(streams.reports, reportLog, kill).then((ok) => {
+    if (!ok) return false;
+    const locked = reportLog.indexOf(EXEC_LOCKED);
+    if (locked !== -1 && locked < reportLog.indexOf('ready')) return true;
+    refused = true;
+    reportLog.unshift(
+      'sandbox-launcher: exec lock: libsandbox.so did not run in the interpreter (LD_PRELOAD ignored: an interpreter with file capabilities, or the library unreadable)',
+    );
+    kill();
+    return false;
+  });
   return {
     id,
     reportLog,
     pid: child.pid,
-    ready: watchReports(streams.reports, reportLog, kill),
+    ready,
     streams: () => streams,
     // Drained only after the exit: until then a run may still attach its collectors.
     ended: exit.then(async (e) => {
       await Promise.all([closed(streams.stdout), closed(streams.stderr), closed(streams.reports)]);
-      return e;
+      return refused ? { code: SETUP_FAILED, signal: null } : e;
     }),
     kill,
   };

@@ -376,8 +376,9 @@ export class Runtime {
 /**
  * What a Python run's address space may hold beyond its memory limit: far more than it needs (a
  * zygote child starts with the zygote's mappings; threads reserve stacks and malloc arenas),
- * while its page tables stay bounded at 1/512 of it (~32 MiB). Not for Node.js, whose V8
- * reserves ~10 GiB for each WebAssembly memory and whose code cannot map memory of its own.
+ * while the page tables of one big mapping stay at 1/512 of it (~32 MiB). Many small mappings
+ * far apart still cost a page table each: the watchdog bounds those (VmPTE). Not for Node.js,
+ * whose V8 reserves ~10 GiB for each WebAssembly memory and whose code cannot map memory.
  */
 const PYTHON_ADDRESS_SPACE_EXTRA_BYTES = 16 * 1024 ** 3;
 

@@ -8,7 +8,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 
 const PERIOD_MS = 25;
-const DISK_EVERY = 4; // ticks: the directory is walked every 100 ms
+const DISK_EVERY = 4; // ticks: the directory (and the page tables) every 100 ms
 const CLOCK_TICKS = 100; // USER_HZ, the unit of utime and stime in /proc/PID/stat
 
 export interface WatchdogLimits {
@@ -17,9 +17,14 @@ export interface WatchdogLimits {
   files?: number;
   /** The most one file can hold (RLIMIT_FSIZE), for files measured otherwise not at all. */
   fileBytes?: number;
+  /**
+   * Page tables (VmPTE): memory of the pod's that no rlimit bounds. Each small mapping placed
+   * far from the others costs a page table or two (8 KiB), up to vm.max_map_count of them.
+   */
+  pageTableBytes?: number;
 }
 
-export type Breach = 'thread_limit' | 'disk_limit';
+export type Breach = 'thread_limit' | 'disk_limit' | 'memory_limit';
 
 export class Watchdog {
   /** CPU seconds (user + system) at the last sample. */
@@ -53,9 +58,12 @@ export class Watchdog {
     this.busy = true;
     try {
       await this.sample();
-      const { threads, diskBytes, files, fileBytes = 0 } = this.limits;
+      const { threads, diskBytes, files, fileBytes = 0, pageTableBytes } = this.limits;
       if (threads !== undefined && this.threads > threads) return this.breach('thread_limit');
-      if (diskBytes !== undefined && files !== undefined && this.ticks++ % DISK_EVERY === 0) {
+      const slow = this.ticks++ % DISK_EVERY === 0;
+      if (pageTableBytes !== undefined && slow && (await pageTables(this.pid)) > pageTableBytes)
+        return this.breach('memory_limit');
+      if (diskBytes !== undefined && files !== undefined && slow) {
         const usage = await measureTree(this.workdir, files + 1);
         this.realWorkdir ??= await fs.realpath(this.workdir);
         const held = await measureHeld(this.pid, this.realWorkdir, fileBytes);
@@ -82,6 +90,13 @@ export class Watchdog {
     this.cpuSeconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
     this.threads = Number(fields[17]);
   }
+}
+
+/** The bytes of page tables process PID has (VmPTE of /proc/PID/status). */
+async function pageTables(pid: number): Promise<number> {
+  const status = await fs.readFile(`/proc/${pid}/status`, 'latin1');
+  const m = /^VmPTE:\s+(\d+) kB$/m.exec(status);
+  return m === null ? 0 : Number(m[1]) * 1024;
 }
 
 /**

@@ -7,6 +7,7 @@ import {
   writeFileSync,
   copyFileSync,
   readdirSync,
+  renameSync,
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -236,6 +237,46 @@ describe('sandbox-launcher', () => {
 });
 
 describe('runner with a sandbox that cannot be set up', () => {
+  it("refuses --env of its own SANDBOX_ names (getenv would find the caller's first)", () => {
+    const r = launch(POLICY_SOURCE, 'python3', 'print("ran")', {
+      extra: ['--env', 'SANDBOX_EXEC_LOCK=0'],
+    });
+    expect(r.status).toBe(125);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/--env may not set SANDBOX_EXEC_LOCK=0/);
+  });
+
+  // An interpreter that ignores LD_PRELOAD (one with file capabilities, without root) runs
+  // without the filter that closes exec: the runner must refuse it, not serve it.
+  it.skipIf(!AS_ROOT)(
+    'refuses a launched interpreter in which libsandbox.so did not run',
+    async () => {
+      const t = await startTestRunner({
+        SANDBOX_PYTHON_ZYGOTE: 'false',
+        SANDBOX_WARM_PYTHON3: '0',
+        SANDBOX_WARM_NODEJS: '0',
+      });
+      try {
+        expect(await t.run('python3', 'print("ok")')).toMatchObject({ stdout: 'ok\n' });
+        // A library ld.so cannot load (it says so, and goes on without it); renamed into
+        // place, so that processes that map the real one keep it.
+        const library = path.join(t.config.workDir, 'runtime', 'libsandbox.so');
+        writeFileSync(`${library}.broken`, 'not an ELF file');
+        chmodSync(`${library}.broken`, 0o644);
+        renameSync(`${library}.broken`, library);
+        const data = await t.run('python3', 'print("unlocked")');
+        expect(data.stdout).toBe('');
+        expect(data.error).toMatch(
+          /^error: sandbox setup failed: exec lock: libsandbox.so did not run in the interpreter/,
+        );
+        const ready = await fetch(`${t.url}/readyz`);
+        expect(ready.status).toBe(503);
+      } finally {
+        await t.close();
+      }
+    },
+  );
+
   it('is not ready, says why, and refuses runs instead of running them unconfined', async () => {
     // A hard stack limit below the 8 MiB the launcher sets: without root it cannot raise it.
     const t = await startTestRunner(

@@ -108,6 +108,23 @@ export const attacks: Attack[] = [
     expect: { kind: 'blocked' },
   },
   {
+    name: 'page tables of many small read-only mappings far apart',
+    language: 'python3',
+    code: [
+      'import ctypes',
+      'libc = ctypes.CDLL(None, use_errno=True)',
+      'libc.mmap.restype = ctypes.c_void_p',
+      'libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]',
+      'for i in range(65000):',
+      '    a = libc.mmap(0x100000000000 + (i << 30), 4096, 1, 0x22 | 0x100000, -1, 0)  # PROT_READ; PRIVATE, ANONYMOUS, FIXED_NOREPLACE',
+      '    if a is None or a > (1 << 63): break',
+      '    ctypes.c_char.from_address(a).value  # a read: the zero page, and its page tables',
+      'pte = int([l for l in open("/proc/self/status") if l.startswith("VmPTE")][0].split()[1])',
+      'print("ESCAPED" if pte > 64 << 10 else "BLOCKED", pte, "kB")',
+    ].join('\n'),
+    expect: { kind: 'limit', error: /^error: memory limit exceeded/ },
+  },
+  {
     name: "mlock of a file's pages",
     language: 'python3',
     code: [
