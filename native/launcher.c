@@ -1,7 +1,8 @@
 /* sandbox-launcher: confines one execution, then becomes its interpreter.
  *
  *   sandbox-launcher --policy-dir DIR --policy NAME [--policy NAME]... --workdir PATH
- *                    [--uid N --gid N] [--memory-bytes N] [--cpu-seconds N] [--file-bytes N]
+ *                    [--uid N --gid N] [--memory-bytes N] [--address-space-bytes N]
+ *                    [--cpu-seconds N] [--file-bytes N]
  *                    [--open-files N] [--processes N] [--disk-bytes N] [--disk-files N]
  *                    [--read PATH]... [--env K=V]...
  *                    [--network [--connect-port PORT]...] [--landlock required|optional]

@@ -123,6 +123,17 @@ static void set_limit(int resource, const char *name, rlim_t value, rlim_t hard_
   if (setrlimit(resource, &rl) != 0) sandbox_die_errno(name);
 }
 
+/* As set_limit, lowered to the hard limit already in force: for limits the runner cannot count
+ * on being allowed to raise without root (`ulimit -v`, a small `ulimit -l`). Only ever as
+ * strict or stricter than asked. */
+static void set_limit_at_most(int resource, const char *name, rlim_t value) {
+  struct rlimit now;
+  if (getrlimit(resource, &now) != 0) sandbox_die_errno(name);
+  if (now.rlim_max != RLIM_INFINITY && now.rlim_max < value) value = now.rlim_max;
+  struct rlimit rl = {.rlim_cur = value, .rlim_max = value};
+  if (setrlimit(resource, &rl) != 0) sandbox_die_errno(name);
+}
+
 /* Adds a Landlock rule granting ACCESS beneath PATH; a path that does not exist is skipped
  * (policies list the union of what Debian and other layouts need). */
 static void landlock_allow_fd(int ruleset, int fd, const char *path, __u64 access) {
@@ -490,10 +501,10 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
    * against it, yet each 2 MiB of them touched costs a page table (4 KiB) of the pod's memory.
    * Bounding the address space bounds those of big mappings (to 1/512 of it); small mappings far
    * apart, a page table or two each, are the runner's watchdog's to bound (VmPTE). */
-  set_limit(RLIMIT_AS, "RLIMIT_AS", o->address_space_bytes, 0);
+  if (o->address_space_bytes > 0) set_limit_at_most(RLIMIT_AS, "RLIMIT_AS", o->address_space_bytes);
   /* No page pinned in memory beyond the kernel's default (mlock of file pages would hold page
    * cache outside RLIMIT_DATA). */
-  set_limit(RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK", 64 << 10, 0);
+  set_limit_at_most(RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK", 64 << 10);
   /* The soft CPU limit sends SIGXCPU, which names the cause; the hard one a second later kills. */
   set_limit(RLIMIT_CPU, "RLIMIT_CPU", o->cpu_seconds, 1);
   set_limit(RLIMIT_FSIZE, "RLIMIT_FSIZE", o->file_bytes, 0);

@@ -125,7 +125,9 @@ export interface RequestOptions {
 
 /**
  * Accept headers asking for objects' metadata only (PartialObjectMetadata), as
- * controller-runtime's metadata-only watches do: a Secret's data never reaches the operator.
+ * controller-runtime's metadata-only watches do: no Secret's data field reaches the operator
+ * (its annotations still may, kubectl's last-applied-configuration among them; the informer
+ * drops them as each page arrives).
  */
 export const METADATA_ONLY = {
   list: 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1',

@@ -176,18 +176,11 @@ export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
       // already gone
     }
   };
-  // Ready only after libsandbox.so reported the exec lock (native/libsandbox.c's lock_exec):
-  // an interpreter that ignored LD_PRELOAD runs without it, and could execute any program
-  // through the launcher's one allowed execveat. Refused as a sandbox that could not be set up.
   let refused = false;
   const ready = watchReports(streams.reports, reportLog, kill).then((ok) => {
     if (!ok) return false;
-    const locked = reportLog.indexOf(EXEC_LOCKED);
-    if (locked !== -1 && locked < reportLog.indexOf('ready')) return true;
+    if (execLocked(reportLog)) return true;
     refused = true;
-    reportLog.unshift(
-      'sandbox-launcher: exec lock: libsandbox.so did not run in the interpreter (LD_PRELOAD ignored: an interpreter with file capabilities, or the library unreadable)',
-    );
     kill();
     return false;
   });
@@ -204,6 +197,22 @@ export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
     }),
     kill,
   };
+}
+
+/**
+ * Whether an interpreter the launcher executed reported libsandbox.so's exec lock
+ * (native/libsandbox.c's lock_exec) before "ready". One that ignored LD_PRELOAD runs without it
+ * and could execute any program through the launcher's one allowed execveat: it is refused as a
+ * sandbox that could not be set up (the reason goes first in LOG, where explain() looks for the
+ * launcher's failure; the caller kills it and reports exit status SETUP_FAILED).
+ */
+function execLocked(log: string[]): boolean {
+  const locked = log.indexOf(EXEC_LOCKED);
+  if (locked !== -1 && locked < log.indexOf('ready')) return true;
+  log.unshift(
+    'sandbox-launcher: exec lock: libsandbox.so did not run in the interpreter (LD_PRELOAD ignored: an interpreter with file capabilities, or the library unreadable)',
+  );
+  return false;
 }
 
 /** A process that could not be started: it ended before it was ready, saying why. */
@@ -242,10 +251,15 @@ class ZygoteChild implements SandboxProcess {
   private connected!: () => void;
   private reported!: (ready: boolean) => void;
 
+  /** It executed the launcher, and ignored LD_PRELOAD there (see execLocked). */
+  private refused = false;
+
   constructor(
     readonly id: SandboxIdentity,
     /** Called when the zygote does not report the end of a killed child in time. */
     private readonly exitOverdue: () => void,
+    /** It executes the launcher (else it is confined in the zygote's child itself). */
+    private readonly launched = false,
   ) {
     const exit = new Promise<Exit>(
       (resolve) =>
@@ -262,7 +276,12 @@ class ZygoteChild implements SandboxProcess {
     // zygote said which pid it has. A child can be faster than its zygote's report: without
     // its pid a run would have no watchdog, and its end could not be made sure by a kill.
     this.ready = Promise.race([
-      Promise.all([connected, reported, this.forked]).then(([, ok]) => ok),
+      Promise.all([connected, reported, this.forked]).then(([, ok]) => {
+        if (!ok || !this.launched || execLocked(this.reportLog)) return ok;
+        this.refused = true;
+        this.kill();
+        return false;
+      }),
       exit.then(() => false),
     ]);
     void this.ready.then((ok) => (this.isReady = ok));
@@ -271,7 +290,7 @@ class ZygoteChild implements SandboxProcess {
       // connections (they carry the reason of a failure): give them a moment.
       await Promise.race([connected, new Promise((r) => setTimeout(r, 1000).unref())]);
       await Promise.all(this.sockets.map((s) => (s === undefined ? undefined : closed(s))));
-      return e;
+      return this.refused ? { code: SETUP_FAILED, signal: null } : e;
     });
   }
 
@@ -559,15 +578,17 @@ export class Zygote {
 
   /** A child that executes the launcher (any language): cheaper than spawning from here. */
   launch(id: SandboxIdentity): SandboxProcess {
-    return this.send(id, ['exec', ...launcherCommand(this.runtime, id, this.zygotePid)]);
+    return this.send(id, ['exec', ...launcherCommand(this.runtime, id, this.zygotePid)], true);
   }
 
   /** Sends a command of native/zygote.c's fork loop: fields separated by tabs, one a line. */
-  private send(id: SandboxIdentity, fields: string[]): SandboxProcess {
+  private send(id: SandboxIdentity, fields: string[], launched = false): SandboxProcess {
     const token = randomBytes(16).toString('hex');
     // Killed, a child's end is reported by the zygote within moments (it reaps it at once).
-    const child = new ZygoteChild(id, () =>
-      this.overdue(`report a killed child's end within ${EXIT_DEADLINE_MS / 1000} s`),
+    const child = new ZygoteChild(
+      id,
+      () => this.overdue(`report a killed child's end within ${EXIT_DEADLINE_MS / 1000} s`),
+      launched,
     );
     this.children.set(token, child);
     const line = [token, ...fields].join('\t');

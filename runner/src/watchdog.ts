@@ -2,8 +2,9 @@
 // when asked, what it stores in its directory. Without root the kernel cannot bound the last two
 // per run (runs share the runner's uid, so RLIMIT_NPROC would count the runner's own threads, and
 // there is no tmpfs of the run's own): the watchdog ends a run that crosses them, within one
-// sampling period. As root it only samples, so that a run the kernel killed at the hard CPU
-// limit can be explained as such.
+// sampling period. In both modes it bounds the run's page tables, which no rlimit does, and
+// samples its CPU time, so that a run the kernel killed at the hard CPU limit can be explained
+// as such.
 import fs from 'node:fs/promises';
 import path from 'node:path';
 

@@ -29,8 +29,8 @@ function launch(
     ids = AS_ROOT,
     // Started as this uid (through setpriv, from root): the launcher as a runner without root.
     user = undefined as number | undefined,
-    // Started with this open file limit, soft and hard (through prlimit).
-    nofile = undefined as number | undefined,
+    // Started with these limits (prlimit's options, e.g. --nofile=600:600).
+    limits = [] as string[],
     extra = [] as string[],
   } = {},
 ) {
@@ -40,7 +40,7 @@ function launch(
       ? []
       : ['setpriv', '--reuid', String(user), '--regid', String(user), '--clear-groups'];
   const [command, ...wrapped] = [
-    ...(nofile === undefined ? [] : ['prlimit', `--nofile=${nofile}:${nofile}`]),
+    ...(limits.length === 0 ? [] : ['prlimit', ...limits]),
     ...asUser,
     LAUNCHER,
   ];
@@ -136,7 +136,7 @@ describe('sandbox-launcher', () => {
   // or below a lower hard limit of the launcher's, as in a container with nofile=600.
   it('runs under a hard open file limit below 1000, and the run still executes nothing', () => {
     const ok = launch(POLICY_SOURCE, 'python3', 'print("ran")', {
-      nofile: 600,
+      limits: ['--nofile=600:600'],
       extra: ['--open-files', '256'],
     });
     expect(ok.stderr).toBe('');
@@ -154,12 +154,12 @@ describe('sandbox-launcher', () => {
         'except OSError as e: print("execve", e.errno, flush=True)',
         'os.execv("/bin/true", ["true"])',
       ].join('\n'),
-      { nofile: 600, extra: ['--open-files', '256'] },
+      { limits: ['--nofile=600:600'], extra: ['--open-files', '256'] },
     );
     expect(exec.stdout).toBe('dup2 9\nexecve 9\n');
     expect(exec.signal).toBe('SIGSYS');
     const low = launch(POLICY_SOURCE, 'python3', 'print("ran")', {
-      nofile: 100,
+      limits: ['--nofile=100:100'],
       extra: ['--open-files', '256'],
     });
     expect(low.status).toBe(125);
@@ -167,6 +167,27 @@ describe('sandbox-launcher', () => {
     expect(low.stderr).toMatch(
       /^sandbox-launcher: interpreter: the hard open file limit \(100\) must be above the runs' limit \(256\)/,
     );
+  });
+
+  // Without root a hard limit cannot be raised: the address space and locked memory limits
+  // then keep the lower one in force instead of failing every run.
+  it('keeps lower hard limits of address space and locked memory in force without root', () => {
+    const parent = mkdtempSync(path.join(os.tmpdir(), 'sbp-launcher-'));
+    chmodSync(parent, 0o777); // the run's directory is made by the uid below
+    const r = launch(
+      POLICY_SOURCE,
+      'python3',
+      'import resource as r\nprint(r.getrlimit(r.RLIMIT_MEMLOCK), r.getrlimit(r.RLIMIT_AS))',
+      {
+        workdir: path.join(parent, 'run'),
+        ids: false,
+        user: AS_ROOT ? 60998 : undefined,
+        limits: ['--memlock=4096:4096', '--as=8589934592:8589934592'],
+        extra: ['--address-space-bytes', String(32 * 1024 ** 3)],
+      },
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('(4096, 4096) (8589934592, 8589934592)\n');
   });
 
   it('takes TCP ports for connect() only with network, and only valid ones', () => {
@@ -248,23 +269,27 @@ describe('runner with a sandbox that cannot be set up', () => {
 
   // An interpreter that ignores LD_PRELOAD (one with file capabilities, without root) runs
   // without the filter that closes exec: the runner must refuse it, not serve it.
-  it.skipIf(!AS_ROOT)(
-    'refuses a launched interpreter in which libsandbox.so did not run',
-    async () => {
+  // Spawned by the runner (Python without the zygote), or executed by a zygote child (Node.js).
+  it.skipIf(!AS_ROOT).each([
+    ['python3', 'print("unlocked")', { SANDBOX_PYTHON_ZYGOTE: 'false' }],
+    ['nodejs', 'console.log("unlocked")', {}],
+  ] as const)(
+    'refuses a launched %s interpreter in which libsandbox.so did not run',
+    async (language, code, env) => {
       const t = await startTestRunner({
-        SANDBOX_PYTHON_ZYGOTE: 'false',
+        ...env,
         SANDBOX_WARM_PYTHON3: '0',
         SANDBOX_WARM_NODEJS: '0',
       });
       try {
-        expect(await t.run('python3', 'print("ok")')).toMatchObject({ stdout: 'ok\n' });
+        expect(await t.run(language, code)).toMatchObject({ stdout: 'unlocked\n' });
         // A library ld.so cannot load (it says so, and goes on without it); renamed into
         // place, so that processes that map the real one keep it.
         const library = path.join(t.config.workDir, 'runtime', 'libsandbox.so');
         writeFileSync(`${library}.broken`, 'not an ELF file');
         chmodSync(`${library}.broken`, 0o644);
         renameSync(`${library}.broken`, library);
-        const data = await t.run('python3', 'print("unlocked")');
+        const data = await t.run(language, code);
         expect(data.stdout).toBe('');
         expect(data.error).toMatch(
           /^error: sandbox setup failed: exec lock: libsandbox.so did not run in the interpreter/,
