@@ -340,7 +340,7 @@ export class Runtime {
       '--workdir', id.workdir,
       '--memory-bytes', String(config.memoryMiB * 1024 * 1024),
       // Python: address space bounded (page tables of read-only mappings; see sandbox.c).
-      ...(id.language === 'python3' ? ['--address-space-bytes', String(config.memoryMiB * 1024 * 1024 + PYTHON_ADDRESS_SPACE_EXTRA_BYTES)] : []),
+      ...(id.language === 'python3' ? ['--address-space-bytes', String(pythonAddressSpace(config))] : []),
       '--cpu-seconds', String(config.cpuSeconds),
       '--file-bytes', String(config.maxFileBytes),
       '--open-files', String(config.maxOpenFiles),
@@ -374,13 +374,18 @@ export class Runtime {
 }
 
 /**
- * What a Python run's address space may hold beyond its memory limit: far more than it needs (a
- * zygote child starts with the zygote's mappings; threads reserve stacks and malloc arenas),
- * while the page tables of one big mapping stay at 1/512 of it (~32 MiB). Many small mappings
- * far apart still cost a page table each: the watchdog bounds those (VmPTE). Not for Node.js,
- * whose V8 reserves ~10 GiB for each WebAssembly memory and whose code cannot map memory.
+ * A Python run's address space (RLIMIT_AS): its memory limit, what each of its threads may
+ * reserve beyond it (glibc's malloc arena of up to 64 MiB and an 8 MiB stack, so that the limit
+ * never fails a thread below SANDBOX_MAX_THREADS), and 16 GiB for anything else (a zygote child
+ * starts with the zygote's mappings). The page tables of one big mapping stay at 1/512 of it;
+ * many small mappings far apart cost a page table each, which the watchdog bounds (VmPTE). Not
+ * for Node.js, whose V8 reserves ~10 GiB for each WebAssembly memory and whose code cannot map
+ * memory.
  */
-const PYTHON_ADDRESS_SPACE_EXTRA_BYTES = 16 * 1024 ** 3;
+function pythonAddressSpace(config: RunnerConfig): number {
+  const MiB = 1024 * 1024;
+  return config.memoryMiB * MiB + config.maxThreads * 72 * MiB + 16 * 1024 * MiB;
+}
 
 /** Removes a run directory even when the program left it unreadable for us (chmod 000). */
 export async function removeTree(dir: string): Promise<void> {
