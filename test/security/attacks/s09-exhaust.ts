@@ -119,6 +119,7 @@ export const attacks: Attack[] = [
       '    a = libc.mmap(0x100000000000 + (i << 30), 4096, 1, 0x22 | 0x100000, -1, 0)  # PROT_READ; PRIVATE, ANONYMOUS, FIXED_NOREPLACE',
       '    if a is None or a > (1 << 63): break',
       '    ctypes.c_char.from_address(a).value  # a read: the zero page, and its page tables',
+      "import time; time.sleep(0.5)  # held past the watchdog's period (100 ms) on any machine",
       'pte = int([l for l in open("/proc/self/status") if l.startswith("VmPTE")][0].split()[1])',
       'print("ESCAPED" if pte > 64 << 10 else "BLOCKED", pte, "kB")',
     ].join('\n'),
