@@ -6,7 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { childrenOf, commandLine, processState, waitGone } from '../support/processes.js';
-import { startTestRunner, type TestRunner } from '../support/runner.js';
+import { gaugeReaches, startTestRunner, type TestRunner } from '../support/runner.js';
 import { waitFor } from '../support/wait.js';
 
 /** The zygote of runner T (a child of its process, with its socket), or undefined. */
@@ -78,12 +78,7 @@ describe('the Python zygote', () => {
       expect(await waitGone(first)).toBe(true);
       const second = await waitFor('another zygote', async () => zygoteOf(t), 10_000, 50);
       expect(second).not.toBe(first);
-      await waitFor(
-        'sandbox_zygote_up 1',
-        async () => (await metric(t, 'sandbox_zygote_up')) === 1 || undefined,
-        10_000,
-        50,
-      );
+      await gaugeReaches(t.url, 'sandbox_zygote_up', 1, 10_000);
       // Runs are forked from the new one again.
       await waitFor(
         'a run forked from the new zygote',
@@ -291,26 +286,14 @@ describe('a warm interpreter that dies after it was taken, before it read the re
     });
     let warm: number | undefined;
     try {
-      await waitFor(
-        'the warm interpreter ready',
-        async () =>
-          (await metric(t, `sandbox_pool_ready{language="${language}"}`)) === 1 || undefined,
-        10_000,
-        50,
-      );
+      await gaugeReaches(t.url, `sandbox_pool_ready{language="${language}"}`, 1, 10_000);
       [warm] = childrenOf(zygoteOf(t)!);
       // Stopped, it cannot read the request the run writes; killed then, it never did (its
       // zygote gone, out of memory): nothing of the request ran.
       process.kill(warm!, 'SIGSTOP');
       const answer = t.run(language, code);
       // Taken by the run (the pool refills only after its answer).
-      await waitFor(
-        'the run to take it',
-        async () =>
-          (await metric(t, `sandbox_pool_ready{language="${language}"}`)) === 0 || undefined,
-        10_000,
-        20,
-      );
+      await gaugeReaches(t.url, `sandbox_pool_ready{language="${language}"}`, 0, 10_000);
       await new Promise((r) => setTimeout(r, 100)); // and to write the request
       process.kill(warm!, 'SIGKILL');
       const data = await answer;

@@ -68,8 +68,9 @@ let uidBase = 61000 + (process.pid % 500) * 40;
 let runnerUid = 40000 + (process.pid % 2000) * 8;
 
 /**
- * Waits until the runner at URL reports VALUE for the unlabelled gauge NAME on /metrics (a run
- * executing, a queue emptied), however slow the machine; throws after TIMEOUT_MS.
+ * Waits until the runner at URL reports VALUE for the gauge NAME on /metrics, labels included as
+ * exposed (`sandbox_pool_ready{language="python3"}`): a run executing, a queue emptied, however
+ * slow the machine; throws after TIMEOUT_MS.
  */
 export async function gaugeReaches(
   url: string,
@@ -77,9 +78,9 @@ export async function gaugeReaches(
   value: number,
   timeoutMs = 20_000,
 ): Promise<void> {
-  const line = new RegExp(`^${name} ${value}$`, 'm');
+  const line = `${name} ${value}`;
   const deadline = Date.now() + timeoutMs;
-  while (!line.test(await (await fetch(`${url}/metrics`)).text())) {
+  while (!(await (await fetch(`${url}/metrics`)).text()).split('\n').includes(line)) {
     if (Date.now() > deadline)
       throw new Error(`${name} did not reach ${value} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
