@@ -340,6 +340,7 @@ function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
       lastKilled ?? lastDenied,
     );
   }
+  const exitCode = e.code ?? -1;
   // The bootstraps report which limit an uncaught error came from. It stays the reason when
   // the interpreter's teardown then crashes (Node.js after new Worker() failed with EAGAIN).
   const reported: Array<[string, Outcome]> = [
@@ -349,11 +350,10 @@ function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
     ['threads', 'thread_limit'],
   ];
   for (const [word, outcome] of reported)
-    if (lines.includes(word)) return fail(outcome, limit[outcome]!, e.code ?? -1);
+    if (lines.includes(word)) return fail(outcome, limit[outcome]!, exitCode);
   if (e.signal === 'SIGSEGV')
     return fail('killed', 'error: process killed by signal SIGSEGV (e.g. a stack overflow)');
   if (e.signal !== null) return fail('killed', `error: process killed by signal ${e.signal}`);
-  const exitCode = e.code ?? -1;
   // Without network, a refused socket explains the failure even when the program saw another
   // error: a name lookup turns the resolver's EPERM into "name not known".
   const cause =
