@@ -147,18 +147,19 @@ def finish(code):
             code = code or 120  # as Python does when the final flush fails
     # The kernel takes a process apart (its memory, its mount namespace) for milliseconds after
     # it exits, and tells the zygote only then. The answer need not wait: report the status and
-    # close every connection; seeing both, the runner kills what is left and answers. The
-    # teardown then runs at the lowest priority, so that it does not hold the CPU the runner
-    # needs for that answer (the program itself ran at the runner's priority).
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, 19)
-    except OSError:
-        pass
+    # close every connection; seeing both, the runner kills what is left and answers. Only then
+    # the lowest priority, for the teardown, so that it does not hold the CPU the runner needs
+    # for that answer; lowered before the report, the report itself waited behind every other
+    # process on a busy machine (the program itself ran at the runner's priority).
     try:
         os.write(3, f"exit {code & 0xFF}\n".encode())
     except OSError:
         pass
     os.closerange(0, 4)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
+    except OSError:
+        pass
     os._exit(code & 0xFF)
 
 
