@@ -157,6 +157,38 @@ describe.each(MODES)('common libraries under the policy, runner started %s', (mo
     expect(js.stdout).toBe('0 0 true\n');
   });
 
+  it('a program may read its own /proc entry (memory, limits, descriptors, mounts), though not the socket table', async () => {
+    const py = await t.run(
+      'python3',
+      [
+        'import os, resource, threading',
+        'me = open("/proc/self/status").read()',
+        'rss = int([l for l in me.splitlines() if l.startswith("VmRSS")][0].split()[1])',
+        'maps = open("/proc/self/maps").read()',
+        'stat = open("/proc/self/stat").read().split()',
+        'statm = open("/proc/self/statm").read().split()',
+        'limits = open("/proc/self/limits").read()',
+        'fds = os.listdir("/proc/self/fd")',
+        'info = open("/proc/self/fdinfo/0").read()',
+        'mounts = open("/proc/self/mountinfo").read()',
+        'threading.Thread(target=lambda: None).start()',
+        'print(rss > 0, "python3" in maps, stat[0] == str(os.getpid()), int(statm[1]) > 0, "Max open files" in limits, "0" in fds, "flags" in info, len(mounts) > 0)',
+      ].join('\n'),
+    );
+    expect(py).toEqual({
+      stdout: 'True True True True True True True True\n',
+      stderr: '',
+      error: '',
+      exit_code: 0,
+    });
+    const js = await t.run(
+      'nodejs',
+      "const fs = require('fs'); console.log(process.memoryUsage().rss > 0, process.resourceUsage().maxRSS > 0, /VmRSS/.test(fs.readFileSync('/proc/self/status', 'utf8')), fs.readdirSync('/proc/self/fd').includes('1'), fs.readFileSync('/proc/self/maps', 'utf8').includes('node'))",
+    );
+    expect(js.error, JSON.stringify(js)).toBe('');
+    expect(js.stdout).toBe('true true true true true\n');
+  });
+
   it('without network, the same libraries import and build requests; only sending fails', async () => {
     const data = await t.run(
       'python3',

@@ -3,6 +3,41 @@ import { expect } from 'vitest';
 import type { Attack, Context } from './types.js';
 import { jsTry, pySyscall, pyTry } from './types.js';
 
+const NET_TABLE_PY = `import os, threading
+escaped = []
+def probe(paths):
+    for p in paths:
+        try:
+            open(p, "rb").read()
+            escaped.append(p)
+        except OSError:
+            pass
+pid = os.getpid()
+probe([f"/proc/self/net/{n}" for n in ("tcp", "tcp6", "udp", "unix", "packet")])
+probe(["/proc/net/tcp", f"/proc/{pid}/net/unix", f"/proc/self/task/{pid}/net/tcp", "/proc/thread-self/net/tcp"])
+def in_thread():
+    tid = threading.get_native_id()
+    probe([f"/proc/{tid}/net/tcp", f"/proc/self/task/{tid}/net/unix", "/proc/thread-self/net/unix"])
+t = threading.Thread(target=in_thread)
+t.start()
+t.join()
+print("ESCAPED", escaped) if escaped else print("BLOCKED")
+`;
+
+const NET_TABLE_JS = `const fs = require('fs');
+const { Worker } = require('worker_threads');
+const escaped = [];
+const probe = (paths) => { for (const p of paths) { try { fs.readFileSync(p); escaped.push(p); } catch {} } };
+probe(['tcp', 'tcp6', 'udp', 'unix'].map((n) => '/proc/self/net/' + n));
+probe(['/proc/net/tcp', '/proc/' + process.pid + '/net/unix', '/proc/thread-self/net/tcp']);
+let tids = [];
+try { tids = fs.readdirSync('/proc/self/task'); } catch {}
+probe(tids.flatMap((t) => ['/proc/self/task/' + t + '/net/tcp', '/proc/' + t + '/net/unix']));
+const w = new Worker("const fs = require('fs'); const { parentPort } = require('worker_threads'); const out = []; for (const p of ['/proc/thread-self/net/tcp', '/proc/thread-self/net/unix']) { try { fs.readFileSync(p); out.push(p); } catch {} } parentPort.postMessage(out);", { eval: true });
+w.on('message', (m) => { escaped.push(...m); });
+w.on('exit', () => console.log(escaped.length > 0 ? 'ESCAPED ' + escaped.join(' ') : 'BLOCKED'));
+`;
+
 const KILL = { kind: 'denied', syscall: /^(kill|tgkill|tkill)$/ } as const;
 
 /** The runner's CPU affinity is what it was: no run pinned it. */
@@ -18,6 +53,15 @@ async function runnerAffinityIntact(c: Context): Promise<void> {
 
 export const attacks: Attack[] = [
   // Python
+  {
+    // The pod's network namespace lists every socket in it: other runs' connections (their
+    // addresses, ports and timing) and the pod's unix sockets. Through the process's own entry,
+    // a thread's (task/TID, thread-self, /proc/TID), and /proc/net.
+    name: "reads the pod's socket table through /proc/self/net and its threads' entries",
+    language: 'python3',
+    code: NET_TABLE_PY,
+    expect: { kind: 'blocked' },
+  },
   {
     name: 'SIGKILL to the runner',
     language: 'python3',
@@ -148,6 +192,12 @@ export const attacks: Attack[] = [
     code: jsTry(
       "const pids = require('fs').readdirSync('/proc').filter((n) => /^\\d+$/.test(n)); if (pids.length <= 1) throw new Error('only itself: ' + pids); console.log(pids)",
     ),
+    expect: { kind: 'blocked' },
+  },
+  {
+    name: "reads the pod's socket table through /proc/self/net and its threads' entries",
+    language: 'nodejs',
+    code: NET_TABLE_JS,
     expect: { kind: 'blocked' },
   },
 ];
