@@ -1,6 +1,10 @@
 // The SandboxPool's status from what the reconciler observed: replicas, the endpoint, and the
 // Ready / Progressing / Degraded conditions (metav1.Condition), each with a reason.
-import type { V1Deployment, V1DeploymentCondition } from '@kubernetes/client-node';
+import type {
+  V1Deployment,
+  V1DeploymentCondition,
+  V2HorizontalPodAutoscaler,
+} from '@kubernetes/client-node';
 import {
   RUNNER_PORT,
   type Condition,
@@ -20,6 +24,8 @@ export interface Problem {
 export interface Observation {
   /** The Deployment as the API server returned it (absent: not created, e.g. on a problem). */
   deployment?: V1Deployment;
+  /** The HorizontalPodAutoscaler as the API server returned it (with autoscaling only). */
+  autoscaler?: V2HorizontalPodAutoscaler;
   problem?: Problem;
   /** Where the API key is. */
   apiKey?: { name: string; key: string };
@@ -38,6 +44,28 @@ function deploymentCondition(
 }
 
 type ConditionCore = Pick<Condition, 'type' | 'status' | 'reason' | 'message'>;
+
+/**
+ * Why the HorizontalPodAutoscaler cannot scale the pool, from its own conditions (AbleToScale,
+ * ScalingActive), or undefined. Left alone, a pool whose metric nobody serves stays at its size
+ * for good while everything looks fine. Not ScalingDisabled: a Deployment at 0 replicas, which
+ * the operator hands over at the minimum.
+ */
+export function autoscalerTrouble(hpa: V2HorizontalPodAutoscaler | undefined): string | undefined {
+  const failed = (hpa?.status?.conditions ?? []).find(
+    (c) =>
+      (c.type === 'AbleToScale' || c.type === 'ScalingActive') &&
+      c.status === 'False' &&
+      c.reason !== 'ScalingDisabled',
+  );
+  if (failed === undefined) return undefined;
+  // The pool's metric is a Pods metric: only a custom-metrics adapter serves it.
+  const hint =
+    failed.reason === 'FailedGetPodsMetric'
+      ? '; autoscaling on busy workers needs a custom-metrics adapter (such as prometheus-adapter) serving sandbox_executions_in_flight for the runner pods'
+      : '';
+  return `the HorizontalPodAutoscaler cannot scale the runner pods (${failed.type} ${failed.reason ?? ''}): ${failed.message ?? ''}${hint}`;
+}
 
 /**
  * Once the Deployment's new ReplicaSet was available, pods missing later (one crash-looping, a
@@ -137,6 +165,7 @@ function conditions(pool: SandboxPool, o: Observation, now: Date): ConditionCore
         : { type: 'Progressing', status: 'False', reason: 'RolloutComplete', message: counts };
 
   const failure = deploymentCondition(d, 'ReplicaFailure');
+  const autoscaling = pool.spec.autoscaling ? autoscalerTrouble(o.autoscaler) : undefined;
   const degraded: ConditionCore = o.failure
     ? { type: 'Degraded', status: 'True', ...o.failure }
     : failure?.status === 'True'
@@ -161,12 +190,19 @@ function conditions(pool: SandboxPool, o: Observation, now: Date): ConditionCore
               // No running time in it: the message would change, and the status with it.
               message: `${counts}, for longer than a pod may take to start (${grace} s)`,
             }
-          : {
-              type: 'Degraded',
-              status: 'False',
-              reason: 'AsExpected',
-              message: 'no problem observed',
-            };
+          : autoscaling !== undefined
+            ? {
+                type: 'Degraded',
+                status: 'True',
+                reason: 'AutoscalingFailed',
+                message: autoscaling,
+              }
+            : {
+                type: 'Degraded',
+                status: 'False',
+                reason: 'AsExpected',
+                message: 'no problem observed',
+              };
 
   return [ready_, progressing, degraded];
 }

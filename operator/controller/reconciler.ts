@@ -189,7 +189,7 @@ export class Reconciler {
           log,
         );
       const hpa = buildHorizontalPodAutoscaler(pool);
-      if (hpa) await this.applyChild(pool, hpa, log);
+      if (hpa) obs.autoscaler = await this.applyChild(pool, hpa, log);
       else
         await this.deleteChild(
           pool,

@@ -514,6 +514,25 @@ describe('a SandboxPool', () => {
       .map((m) => m.manager);
     expect(owners).not.toContain('sandboxpool-operator');
 
+    // Nothing serves the pool's Pods metric here (no custom-metrics adapter): the autoscaler
+    // cannot scale on it, and the pool says so instead of looking fine at its minimum.
+    const degraded = await waitFor(
+      'Degraded=True AutoscalingFailed',
+      async () => {
+        const c = condition(await getPool(ns), 'Degraded');
+        return c?.status === 'True' && c.reason === 'AutoscalingFailed' ? c : undefined;
+      },
+      90_000,
+      1000,
+    ).catch(async (err: unknown) => {
+      throw new Error(
+        `${(err as Error).message}; the HPA's conditions: ${JSON.stringify((await child.hpa(ns))?.status?.conditions)}; the pool's: ${JSON.stringify((await getPool(ns))?.status?.conditions)}`,
+      );
+    });
+    expect(degraded.message).toMatch(
+      /^the HorizontalPodAutoscaler cannot scale the runner pods \(ScalingActive FailedGetPodsMetric\): .*prometheus-adapter/,
+    );
+
     // kubectl scale sbp changes spec.replicas, which the operator no longer applies.
     await kubectl(cp, ['scale', 'sbp', 'dify', '-n', ns, '--replicas=1']);
     await observed(ns);
@@ -527,7 +546,8 @@ describe('a SandboxPool', () => {
     await waitFor('1 replica', async () =>
       (await child.deployment(ns))?.spec?.replicas === 1 ? true : undefined,
     );
-  }, 150_000);
+    expect(condition(await getPool(ns), 'Degraded')?.reason).not.toBe('AutoscalingFailed');
+  }, 240_000);
 
   it('hands a pool scaled to 0 over to the autoscaler at its minimum, not at 0', async () => {
     const ns = await namespace('sbp-hpa0');
@@ -548,7 +568,16 @@ describe('a SandboxPool', () => {
       30_000,
       500,
     );
-  }, 60_000);
+    // Then it is active, and says what it lacks here (no custom-metrics adapter); waited for so
+    // that this change of the pool's status happens within this test, not in the idle check.
+    await waitFor(
+      'Degraded=True AutoscalingFailed',
+      async () =>
+        condition(await getPool(ns), 'Degraded')?.reason === 'AutoscalingFailed' ? true : undefined,
+      90_000,
+      1000,
+    );
+  }, 150_000);
 
   it('lets nothing out of its pods when network.enabled is false', async () => {
     const ns = await namespace('sbp-nonet');

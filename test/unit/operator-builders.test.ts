@@ -1,5 +1,9 @@
 // The pure builders: SandboxPool spec in, Kubernetes object out.
-import type { V1Deployment, V1DeploymentCondition } from '@kubernetes/client-node';
+import type {
+  V1Deployment,
+  V1DeploymentCondition,
+  V2HorizontalPodAutoscaler,
+} from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -27,6 +31,7 @@ import { buildApiKeySecret, generateApiKey } from '../../operator/builders/secre
 import { buildService } from '../../operator/builders/service.js';
 import { buildServiceAccount } from '../../operator/builders/serviceaccount.js';
 import { buildStatus, degradedRecheckMs } from '../../operator/builders/status.js';
+import type { SandboxPool } from '../../operator/api/v1alpha1.js';
 import { poolWith } from '../support/pools.js';
 
 const ctx: BuildContext = {
@@ -593,6 +598,55 @@ describe('status', () => {
       reason: 'ReplicasUnavailable',
       message: '2 of 3 runner pods ready, for longer than a pod may take to start (240 s)',
     });
+  });
+
+  it('reports an autoscaler that cannot scale as Degraded, with what to install for its metric', () => {
+    const serving = deploymentWith(
+      { replicas: 2, readyReplicas: 2, updatedReplicas: 2, availableReplicas: 2 },
+      [{ type: 'Available', status: 'True' }],
+    );
+    const autoscaled = poolWith({ autoscaling: { minReplicas: 2, maxReplicas: 4 } });
+    const hpa = (...conditions: Array<[string, string, string]>): V2HorizontalPodAutoscaler => ({
+      spec: { maxReplicas: 4, scaleTargetRef: { kind: 'Deployment', name: 'x' } },
+      status: {
+        desiredReplicas: 2,
+        conditions: conditions.map(([type, status, reason]) => ({
+          type,
+          status,
+          reason,
+          message: `${reason} said so`,
+        })),
+      },
+    });
+    const degraded = (pool: SandboxPool, autoscaler: V2HorizontalPodAutoscaler) =>
+      buildStatus(pool, { deployment: serving, autoscaler }, now).conditions?.find(
+        (c) => c.type === 'Degraded',
+      );
+    const noMetric = hpa(
+      ['AbleToScale', 'True', 'SucceededGetScale'],
+      ['ScalingActive', 'False', 'FailedGetPodsMetric'],
+    );
+    expect(degraded(autoscaled, noMetric)).toMatchObject({
+      status: 'True',
+      reason: 'AutoscalingFailed',
+      message:
+        'the HorizontalPodAutoscaler cannot scale the runner pods (ScalingActive FailedGetPodsMetric): FailedGetPodsMetric said so; autoscaling on busy workers needs a custom-metrics adapter (such as prometheus-adapter) serving sandbox_executions_in_flight for the runner pods',
+    });
+    expect(degraded(autoscaled, hpa(['AbleToScale', 'False', 'FailedUpdateScale']))?.message).toBe(
+      'the HorizontalPodAutoscaler cannot scale the runner pods (AbleToScale FailedUpdateScale): FailedUpdateScale said so',
+    );
+    // Scaling works, or is only disabled for a Deployment at 0 (handed over at the minimum).
+    for (const fine of [
+      hpa(
+        ['AbleToScale', 'True', 'ReadyForNewScale'],
+        ['ScalingActive', 'True', 'ValidMetricFound'],
+      ),
+      hpa(['ScalingActive', 'False', 'ScalingDisabled']),
+      hpa(),
+    ])
+      expect(degraded(autoscaled, fine)).toMatchObject({ status: 'False', reason: 'AsExpected' });
+    // An HPA left over from a pool that no longer autoscales says nothing about it.
+    expect(degraded(poolWith(), noMetric)).toMatchObject({ status: 'False', reason: 'AsExpected' });
   });
 
   it('reports a problem as Ready=False and Degraded=True with its reason', () => {
