@@ -20,6 +20,8 @@ export interface OperatorConfig {
   retryPeriodSeconds: number;
   /** Every pool is reconciled at least this often, whatever the events. */
   resyncSeconds: number;
+  /** How long an autoscaler may say it cannot scale before the pool is Degraded for it. */
+  autoscalerGraceSeconds: number;
   /** Reconciles running at once. */
   workers: number;
   /** '': every address, IPv6 and IPv4. */
@@ -107,6 +109,7 @@ export function loadOperatorConfig(env: NodeJS.ProcessEnv = process.env): Operat
     renewDeadlineSeconds,
     retryPeriodSeconds,
     resyncSeconds: int(env, 'SANDBOXPOOL_RESYNC_SECONDS', 300, 5, 86400),
+    autoscalerGraceSeconds: int(env, 'SANDBOXPOOL_AUTOSCALER_GRACE_SECONDS', 180, 0, 86400),
     workers: int(env, 'SANDBOXPOOL_WORKERS', 2, 1, 32),
     listenHost: (m[1] ?? '').replace(/^\[(.*)\]$/, '$1'), // [::1]:8080 names ::1
     listenPort,

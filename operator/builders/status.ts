@@ -24,8 +24,11 @@ export interface Problem {
 export interface Observation {
   /** The Deployment as the API server returned it (absent: not created, e.g. on a problem). */
   deployment?: V1Deployment;
-  /** The HorizontalPodAutoscaler as the API server returned it (with autoscaling only). */
-  autoscaler?: V2HorizontalPodAutoscaler;
+  /**
+   * The HorizontalPodAutoscaler as the API server returned it (with autoscaling only), and how
+   * long one of its conditions may fail before the pool is Degraded for it.
+   */
+  autoscaler?: { hpa: V2HorizontalPodAutoscaler; graceSeconds: number };
   problem?: Problem;
   /** Where the API key is. */
   apiKey?: { name: string; key: string };
@@ -46,25 +49,62 @@ function deploymentCondition(
 type ConditionCore = Pick<Condition, 'type' | 'status' | 'reason' | 'message'>;
 
 /**
- * Why the HorizontalPodAutoscaler cannot scale the pool, from its own conditions (AbleToScale,
- * ScalingActive), or undefined. Left alone, a pool whose metric nobody serves stays at its size
- * for good while everything looks fine. Not ScalingDisabled: a Deployment at 0 replicas, which
- * the operator hands over at the minimum.
+ * The HorizontalPodAutoscaler's condition that says it cannot scale (AbleToScale or
+ * ScalingActive False), if any. Not ScalingDisabled (a Deployment at 0 replicas, which the
+ * operator hands over at the minimum), and not metrics missing because the pods are not ready
+ * (starting, crash-looping): Ready, Progressing and Degraded's ReplicasUnavailable tell that.
  */
-export function autoscalerTrouble(hpa: V2HorizontalPodAutoscaler | undefined): string | undefined {
-  const failed = (hpa?.status?.conditions ?? []).find(
+function failingAutoscalerCondition(hpa: V2HorizontalPodAutoscaler | undefined) {
+  return (hpa?.status?.conditions ?? []).find(
     (c) =>
       (c.type === 'AbleToScale' || c.type === 'ScalingActive') &&
       c.status === 'False' &&
-      c.reason !== 'ScalingDisabled',
+      c.reason !== 'ScalingDisabled' &&
+      !(c.message ?? '').includes('pods might be unready'),
   );
-  if (failed === undefined) return undefined;
+}
+
+/** Seconds since the autoscaler's failing condition turned False, and that condition. */
+function autoscalerFailure(a: Observation['autoscaler'], now: Date) {
+  const failed = failingAutoscalerCondition(a?.hpa);
+  if (a === undefined || failed === undefined) return undefined;
+  const since = new Date(String(failed.lastTransitionTime ?? now)).getTime();
+  return { failed, seconds: (now.getTime() - since) / 1000, grace: a.graceSeconds };
+}
+
+/**
+ * Why the HorizontalPodAutoscaler cannot scale the pool, once it has said so for longer than
+ * the grace time (one failed fetch of a metric, an adapter restarting, must not make the pool
+ * flap), or undefined. Left alone, a pool whose metric nobody serves stays at its size for good
+ * while everything looks fine. The message is built from the condition's type and reason only:
+ * the autoscaler's own messages carry text that changes between syncs (error details, the
+ * order of other autoscalers' names), which would rewrite the pool's status each time.
+ */
+function autoscalerTrouble(
+  pool: SandboxPool,
+  a: Observation['autoscaler'],
+  now: Date,
+): string | undefined {
+  const f = autoscalerFailure(a, now);
+  if (f === undefined || f.seconds < f.grace) return undefined;
+  const name = a?.hpa.metadata?.name ?? '';
   // The pool's metric is a Pods metric: only a custom-metrics adapter serves it.
-  const hint =
-    failed.reason === 'FailedGetPodsMetric'
-      ? '; autoscaling on busy workers needs a custom-metrics adapter (such as prometheus-adapter) serving sandbox_executions_in_flight for the runner pods'
-      : '';
-  return `the HorizontalPodAutoscaler cannot scale the runner pods (${failed.type} ${failed.reason ?? ''}): ${failed.message ?? ''}${hint}`;
+  const noAdapter = /no custom metrics API|could not find the (metric|requested resource)/.test(
+    f.failed.message ?? '',
+  );
+  const why = noAdapter
+    ? 'no custom-metrics adapter serves sandbox_executions_in_flight for the runner pods (install one, such as prometheus-adapter, with a rule for it)'
+    : `kubectl describe hpa ${name} -n ${pool.metadata.namespace ?? ''} says why`;
+  return `the HorizontalPodAutoscaler ${name} cannot scale the runner pods (${f.failed.type} ${f.failed.reason ?? ''} for more than ${f.grace} s): ${why}`;
+}
+
+/**
+ * When to look at the pool again for Degraded (ms), while the autoscaler's failure is within
+ * its grace time: nothing else may happen by then.
+ */
+export function autoscalerRecheckMs(a: Observation['autoscaler'], now: Date): number | undefined {
+  const f = autoscalerFailure(a, now);
+  return f === undefined || f.seconds >= f.grace ? undefined : (f.grace - f.seconds) * 1000 + 1000;
 }
 
 /**
@@ -165,7 +205,9 @@ function conditions(pool: SandboxPool, o: Observation, now: Date): ConditionCore
         : { type: 'Progressing', status: 'False', reason: 'RolloutComplete', message: counts };
 
   const failure = deploymentCondition(d, 'ReplicaFailure');
-  const autoscaling = pool.spec.autoscaling ? autoscalerTrouble(o.autoscaler) : undefined;
+  const autoscaling = pool.spec.autoscaling
+    ? autoscalerTrouble(pool, o.autoscaler, now)
+    : undefined;
   const degraded: ConditionCore = o.failure
     ? { type: 'Degraded', status: 'True', ...o.failure }
     : failure?.status === 'True'

@@ -35,6 +35,7 @@ import { buildService } from '../builders/service.js';
 import { buildServiceAccount } from '../builders/serviceaccount.js';
 import {
   buildStatus,
+  autoscalerRecheckMs,
   degradedRecheckMs,
   type Observation,
   type Problem,
@@ -189,7 +190,11 @@ export class Reconciler {
           log,
         );
       const hpa = buildHorizontalPodAutoscaler(pool);
-      if (hpa) obs.autoscaler = await this.applyChild(pool, hpa, log);
+      if (hpa)
+        obs.autoscaler = {
+          hpa: await this.applyChild(pool, hpa, log),
+          graceSeconds: this.d.config.autoscalerGraceSeconds,
+        };
       else
         await this.deleteChild(
           pool,
@@ -226,6 +231,7 @@ export class Reconciler {
     const again = [
       seccomp.pending ? 10_000 : undefined,
       degradedRecheckMs(pool, obs.deployment, new Date()),
+      autoscalerRecheckMs(obs.autoscaler, new Date()),
     ].filter((ms) => ms !== undefined);
     return {
       result: 'success',

@@ -30,7 +30,11 @@ import {
 import { buildApiKeySecret, generateApiKey } from '../../operator/builders/secret.js';
 import { buildService } from '../../operator/builders/service.js';
 import { buildServiceAccount } from '../../operator/builders/serviceaccount.js';
-import { buildStatus, degradedRecheckMs } from '../../operator/builders/status.js';
+import {
+  autoscalerRecheckMs,
+  buildStatus,
+  degradedRecheckMs,
+} from '../../operator/builders/status.js';
 import type { SandboxPool } from '../../operator/api/v1alpha1.js';
 import { poolWith } from '../support/pools.js';
 
@@ -600,53 +604,97 @@ describe('status', () => {
     });
   });
 
-  it('reports an autoscaler that cannot scale as Degraded, with what to install for its metric', () => {
+  it('reports an autoscaler that cannot scale, past its grace time, as Degraded with what to install', () => {
     const serving = deploymentWith(
       { replicas: 2, readyReplicas: 2, updatedReplicas: 2, availableReplicas: 2 },
       [{ type: 'Available', status: 'True' }],
     );
     const autoscaled = poolWith({ autoscaling: { minReplicas: 2, maxReplicas: 4 } });
-    const hpa = (...conditions: Array<[string, string, string]>): V2HorizontalPodAutoscaler => ({
-      spec: { maxReplicas: 4, scaleTargetRef: { kind: 'Deployment', name: 'x' } },
-      status: {
-        desiredReplicas: 2,
-        conditions: conditions.map(([type, status, reason]) => ({
-          type,
-          status,
-          reason,
-          message: `${reason} said so`,
-        })),
-      },
+    // Conditions [type, status, reason, message], False (or True) since 00:04 (now: 00:05).
+    const hpa = (...conditions: Array<[string, string, string, string]>) => ({
+      hpa: {
+        metadata: { name: 'dify-sandboxpool' },
+        spec: { maxReplicas: 4, scaleTargetRef: { kind: 'Deployment', name: 'x' } },
+        status: {
+          desiredReplicas: 2,
+          conditions: conditions.map(([type, status, reason, message]) => ({
+            type,
+            status,
+            reason,
+            message,
+            lastTransitionTime: '2026-01-01T00:04:00Z' as unknown as Date,
+          })),
+        },
+      } satisfies V2HorizontalPodAutoscaler,
+      graceSeconds: 30,
     });
-    const degraded = (pool: SandboxPool, autoscaler: V2HorizontalPodAutoscaler) =>
-      buildStatus(pool, { deployment: serving, autoscaler }, now).conditions?.find(
+    const degraded = (
+      pool: SandboxPool,
+      autoscaler: ReturnType<typeof hpa>,
+      deployment = serving,
+    ) =>
+      buildStatus(pool, { deployment, autoscaler }, later).conditions?.find(
         (c) => c.type === 'Degraded',
       );
-    const noMetric = hpa(
-      ['AbleToScale', 'True', 'SucceededGetScale'],
-      ['ScalingActive', 'False', 'FailedGetPodsMetric'],
+    const noAdapter = hpa(
+      ['AbleToScale', 'True', 'SucceededGetScale', 'the HPA controller was able to get the target'],
+      [
+        'ScalingActive',
+        'False',
+        'FailedGetPodsMetric',
+        'the HPA was unable to compute the replica count: unable to get metric sandbox_executions_in_flight: unable to fetch metrics from custom metrics API: no custom metrics API (custom.metrics.k8s.io) registered',
+      ],
     );
-    expect(degraded(autoscaled, noMetric)).toMatchObject({
+    expect(degraded(autoscaled, noAdapter)).toMatchObject({
       status: 'True',
       reason: 'AutoscalingFailed',
       message:
-        'the HorizontalPodAutoscaler cannot scale the runner pods (ScalingActive FailedGetPodsMetric): FailedGetPodsMetric said so; autoscaling on busy workers needs a custom-metrics adapter (such as prometheus-adapter) serving sandbox_executions_in_flight for the runner pods',
+        'the HorizontalPodAutoscaler dify-sandboxpool cannot scale the runner pods (ScalingActive FailedGetPodsMetric for more than 30 s): no custom-metrics adapter serves sandbox_executions_in_flight for the runner pods (install one, such as prometheus-adapter, with a rule for it)',
     });
-    expect(degraded(autoscaled, hpa(['AbleToScale', 'False', 'FailedUpdateScale']))?.message).toBe(
-      'the HorizontalPodAutoscaler cannot scale the runner pods (AbleToScale FailedUpdateScale): FailedUpdateScale said so',
+    // Its own message (error details that change between syncs) is not copied: the status
+    // stays the same while the failure does.
+    const updateFailed = (detail: string) =>
+      degraded(autoscaled, hpa(['AbleToScale', 'False', 'FailedUpdateScale', detail]))?.message;
+    expect(updateFailed('read tcp 10.0.0.1:54321->10.0.0.2:443: reset')).toBe(
+      'the HorizontalPodAutoscaler dify-sandboxpool cannot scale the runner pods (AbleToScale FailedUpdateScale for more than 30 s): kubectl describe hpa dify-sandboxpool -n dify says why',
     );
-    // Scaling works, or is only disabled for a Deployment at 0 (handed over at the minimum).
+    expect(updateFailed('read tcp 10.0.0.1:54999->10.0.0.2:443: reset')).toBe(
+      updateFailed('read tcp 10.0.0.1:54321->10.0.0.2:443: reset'),
+    );
+    // Within the grace time: not yet, and the pool is looked at again when it is up.
+    const young = { ...noAdapter, graceSeconds: 120 };
+    expect(degraded(autoscaled, young)).toMatchObject({ status: 'False', reason: 'AsExpected' });
+    expect(autoscalerRecheckMs(young, later)).toBe(61_000);
+    expect(autoscalerRecheckMs(noAdapter, later)).toBeUndefined();
+    // Scaling works; or is only disabled for a Deployment at 0 (handed over at the minimum); or
+    // the metrics are missing because the pods are not ready (shown by Ready and Progressing).
     for (const fine of [
       hpa(
-        ['AbleToScale', 'True', 'ReadyForNewScale'],
-        ['ScalingActive', 'True', 'ValidMetricFound'],
+        ['AbleToScale', 'True', 'ReadyForNewScale', 'recommended size matches current size'],
+        ['ScalingActive', 'True', 'ValidMetricFound', 'the HPA was able to compute the count'],
       ),
-      hpa(['ScalingActive', 'False', 'ScalingDisabled']),
+      hpa(['ScalingActive', 'False', 'ScalingDisabled', 'scaling is disabled']),
+      hpa([
+        'ScalingActive',
+        'False',
+        'FailedGetPodsMetric',
+        'the HPA was unable to compute the replica count: did not receive metrics for targeted pods (pods might be unready)',
+      ]),
       hpa(),
-    ])
+    ]) {
       expect(degraded(autoscaled, fine)).toMatchObject({ status: 'False', reason: 'AsExpected' });
+      expect(autoscalerRecheckMs(fine, later)).toBeUndefined();
+    }
     // An HPA left over from a pool that no longer autoscales says nothing about it.
-    expect(degraded(poolWith(), noMetric)).toMatchObject({ status: 'False', reason: 'AsExpected' });
+    expect(degraded(poolWith(), noAdapter)).toMatchObject({
+      status: 'False',
+      reason: 'AsExpected',
+    });
+    // The pods themselves failing comes first.
+    const refused = deploymentWith({ replicas: 0 }, [
+      { type: 'ReplicaFailure', status: 'True', reason: 'FailedCreate', message: 'forbidden' },
+    ]);
+    expect(degraded(autoscaled, noAdapter, refused)).toMatchObject({ reason: 'ReplicaFailure' });
   });
 
   it('reports a problem as Ready=False and Degraded=True with its reason', () => {
