@@ -60,7 +60,7 @@ async function installOnce(
   what: string,
   install: () => Promise<unknown>,
 ): Promise<void> {
-  // A stamp of what is installed: a restart with the same list does not install again.
+  // A stamp of what is installed (and how): a restart with the same list does not install again.
   const stamp = path.join(dir, '.installed');
   const wanted = JSON.stringify(specs);
   if ((await fs.readFile(stamp, 'utf8').catch(() => '')) === wanted) return;
@@ -83,18 +83,31 @@ export async function installPackages(config: RunnerConfig): Promise<void> {
   const dirs = packagesDir(config);
   await fs.mkdir(dirs.root, { recursive: true, mode: 0o755 });
   if (config.pythonPackages.length > 0) {
-    await installOnce(dirs.python, config.pythonPackages, 'Python', () =>
-      run(
+    // The stamp names the kind of bytecode too: packages installed before with timestamp-checked
+    // bytecode are installed again.
+    const stamp = [...config.pythonPackages, 'bytecode: unchecked-hash'];
+    await installOnce(dirs.python, stamp, 'Python', async () => {
+      await run(
         config.pythonPath,
         [
           '-m', 'pip', 'install', '--quiet', '--no-input', '--disable-pip-version-check',
-          '--no-cache-dir', '--only-binary=:all:', '--target', dirs.python,
+          '--no-cache-dir', '--only-binary=:all:', '--no-compile', '--target', dirs.python,
           ...(config.pipIndexUrl !== '' ? ['--index-url', config.pipIndexUrl] : []),
           ...config.pythonPackages,
         ], // prettier-ignore
         { timeout: INSTALL_TIMEOUT_MS, env: installerEnv(dirs.root) },
-      ),
-    );
+      );
+      // Bytecode that Python takes without looking at the source's timestamp: without root the
+      // runs share the runner's uid, own these files, and may set their times (utimensat, which
+      // Landlock does not govern); with timestamp-checked bytecode, one run could make every
+      // later run compile the package again. A file that does not compile (pip skips those too)
+      // is only compiled when imported: not a failed install.
+      await run(
+        config.pythonPath,
+        ['-m', 'compileall', '-q', '-j', '0', '--invalidation-mode', 'unchecked-hash', dirs.python],
+        { timeout: INSTALL_TIMEOUT_MS, env: installerEnv(dirs.root) },
+      ).catch(() => undefined);
+    });
   }
   if (config.nodejsPackages.length > 0) {
     await installOnce(dirs.nodejs, config.nodejsPackages, 'npm', () =>

@@ -103,6 +103,38 @@ describe('installed at start', () => {
 });
 
 describe('without root (as in the runner image)', () => {
+  it("a run that resets an installed package's timestamps does not make later runs compile it again", async () => {
+    const u = await startTestRunner(
+      { SANDBOX_PYTHON_PACKAGES: 'tabulate==0.9.0' },
+      { mode: 'unprivileged' },
+    );
+    try {
+      // The run shares the runner's uid, which owns the package: the kernel lets it set times.
+      const reset = await u.run(
+        'python3',
+        'import os, importlib.util\nfile = importlib.util.find_spec("tabulate").origin\nos.utime(file, (0, 0))\nprint(os.stat(file).st_mtime)',
+      );
+      expect(reset).toMatchObject({ stdout: '0.0\n', error: '' });
+      const compiled = await u.run(
+        'python3',
+        [
+          'import importlib.machinery as m',
+          'compiled = []',
+          'source_to_code = m.SourceFileLoader.source_to_code',
+          'def spy(self, data, path, *args, **kwargs):',
+          '    compiled.append(path)',
+          '    return source_to_code(self, data, path, *args, **kwargs)',
+          'm.SourceFileLoader.source_to_code = spy',
+          'import tabulate',
+          'print(tabulate.__version__, [p for p in compiled if "tabulate" in p])',
+        ].join('\n'),
+      );
+      expect(compiled).toMatchObject({ stdout: '0.9.0 []\n', error: '' });
+    } finally {
+      await u.close();
+    }
+  }, 300_000);
+
   it('a package installed at start imports in the sandbox, forked from the zygote or launched', async () => {
     for (const zygote of ['true', 'false']) {
       const u = await startTestRunner(
