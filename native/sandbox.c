@@ -154,11 +154,33 @@ static void landlock_allow(int ruleset, const char *path, __u64 access) {
   if (close(fd) != 0) sandbox_die_errno("close");
 }
 
-static void apply_landlock(const struct sandbox_options *o, const struct policy_paths *paths, int exec_fd) {
+static int beneath(const char *path, const char *prefix);
+
+/* Landlock ties a rule to an inode, and procfs makes a new inode whenever one of its entries is
+ * looked up again after the kernel dropped it from its caches (memory pressure): a rule on the
+ * old inode no longer applies, and the run is refused its own /proc files (Node.js's
+ * process.memoryUsage() throws). An O_PATH descriptor on each such entry keeps it cached: the
+ * pins, moved to the top of the descriptor table, [TOP - n, TOP), right below the interpreter's
+ * descriptor and above whatever the run opens. Returns the lowest pin (TOP when none). */
+static int place_pins(const int *pins, int n, int top) {
+  int low = top - n;
+  if (low <= SANDBOX_REPORT_FD + 1) sandbox_die("the open file limit is too low to hold the /proc pins");
+  for (int i = 0; i < n; i++)
+    if (pins[i] >= low) sandbox_die("a /proc pin was opened at %d, among the pins' places", pins[i]);
+  for (int i = 0; i < n; i++) {
+    /* dup2 leaves close-on-exec off: the pins must outlive the launcher's exec too. */
+    if (dup2(pins[i], low + i) != low + i || close(pins[i]) != 0) sandbox_die_errno("pin /proc");
+  }
+  return low;
+}
+
+/* Applies the filesystem rules. Rules on /proc entries are pinned below TOP (see place_pins);
+ * returns the lowest pin. */
+static int apply_landlock(const struct sandbox_options *o, const struct policy_paths *paths, int exec_fd, int top) {
   int abi = landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
   if (abi < 1) {
     if (o->landlock_required) sandbox_die("Landlock is not available in this kernel (required)");
-    return;
+    return top;
   }
   __u64 all = landlock_fs_access_for_abi(abi);
   struct landlock_ruleset_attr attr = {.handled_access_fs = all};
@@ -175,7 +197,21 @@ static void apply_landlock(const struct sandbox_options *o, const struct policy_
   if (ruleset < 0) sandbox_die_errno("landlock_create_ruleset");
 
   const __u64 read = LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR;
-  for (int i = 0; i < paths->n_read; i++) landlock_allow(ruleset, paths->read[i], read);
+  int pins[POLICY_MAX_PATHS];
+  int n_pins = 0;
+  for (int i = 0; i < paths->n_read; i++) {
+    if (!beneath(paths->read[i], "/proc")) {
+      landlock_allow(ruleset, paths->read[i], read);
+      continue;
+    }
+    int fd = open(paths->read[i], O_PATH | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT || errno == ENOTDIR) continue;
+      sandbox_die("open %s: %s", paths->read[i], strerror(errno));
+    }
+    landlock_allow_fd(ruleset, fd, paths->read[i], read);
+    pins[n_pins++] = fd;
+  }
   for (int i = 0; i < o->n_read; i++) landlock_allow(ruleset, o->read[i], read);
   for (int i = 0; i < paths->n_exec; i++)
     landlock_allow(ruleset, paths->exec[i], read | LANDLOCK_ACCESS_FS_EXECUTE);
@@ -194,6 +230,7 @@ static void apply_landlock(const struct sandbox_options *o, const struct policy_
   }
   if (landlock_restrict_self(ruleset, 0) != 0) sandbox_die_errno("landlock_restrict_self");
   if (close(ruleset) != 0) sandbox_die_errno("close");
+  return place_pins(pins, n_pins, top);
 }
 
 /* ---- As root: a filesystem of the run's own (mount namespace + pivot_root) ---- */
@@ -459,6 +496,21 @@ static void load_compiled(const struct compiled_policy *c) {
   free(program);
 }
 
+/* Where the /proc pins end without an interpreter's descriptor (a zygote's child): where that
+ * descriptor would be, or the hard open file limit when lower; the soft limit raised to it, as
+ * dup2 needs (RLIMIT_NOFILE is lowered for the run afterwards). */
+static int pins_top(void) {
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) != 0) sandbox_die_errno("getrlimit(RLIMIT_NOFILE)");
+  rlim_t top = SANDBOX_EXEC_FD;
+  if (nofile.rlim_max != RLIM_INFINITY && nofile.rlim_max < top) top = nofile.rlim_max;
+  if (nofile.rlim_cur != RLIM_INFINITY && nofile.rlim_cur < top) {
+    nofile.rlim_cur = top;
+    if (setrlimit(RLIMIT_NOFILE, &nofile) != 0) sandbox_die_errno("setrlimit(RLIMIT_NOFILE)");
+  }
+  return (int)top;
+}
+
 char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   struct policy_paths paths;
   memset(&paths, 0, sizeof paths);
@@ -508,7 +560,7 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   /* The soft CPU limit sends SIGXCPU, which names the cause; the hard one a second later kills. */
   set_limit(RLIMIT_CPU, "RLIMIT_CPU", o->cpu_seconds, 1);
   set_limit(RLIMIT_FSIZE, "RLIMIT_FSIZE", o->file_bytes, 0);
-  set_limit(RLIMIT_NOFILE, "RLIMIT_NOFILE", o->open_files, 0);
+  /* RLIMIT_NOFILE below, once the /proc pins sit above it. */
   /* RLIMIT_NPROC counts every process of the real uid: only meaningful with a uid of our own. */
   if (as_root) set_limit(RLIMIT_NPROC, "RLIMIT_NPROC", o->processes, 0);
   /* The main thread's stack is not part of RLIMIT_DATA: bound it too, whatever the runner's was. */
@@ -542,7 +594,10 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   /* The filesystem view: read-only access to what the interpreter needs, read-write access
    * to the run's own directory, nothing else. */
   sandbox_step = "landlock";
-  apply_landlock(o, &paths, exec_fd);
+  int top = exec_fd >= 0 ? exec_fd : pins_top();
+  int pins_low = apply_landlock(o, &paths, exec_fd, top);
+  /* Lowered now: the pins and the interpreter's descriptor stay above it. */
+  set_limit(RLIMIT_NOFILE, "RLIMIT_NOFILE", o->open_files, 0);
 
   /* Privileges. As root each run gets its own uid and gid; as non-root there is nothing to
    * change, but any capability we were given goes. */
@@ -583,16 +638,12 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   sandbox_step = "environment";
   char **envp = build_env(o, exec_fd >= 0);
 
-  /* Descriptors: stdin, stdout, stderr, the report descriptor and the interpreter; nothing
-   * else of the runner's (or of a zygote's) may leak into the sandbox. */
+  /* Descriptors: stdin, stdout, stderr, the report descriptor, the /proc pins and the
+   * interpreter; nothing else of the runner's (or of a zygote's) may leak into the sandbox. */
   sandbox_step = "descriptors";
-  if (exec_fd >= 0) {
-    if (close_range(SANDBOX_REPORT_FD + 1, (unsigned)exec_fd - 1, 0) != 0 ||
-        close_range((unsigned)exec_fd + 1, ~0U, 0) != 0)
-      sandbox_die_errno("close_range");
-  } else if (close_range(SANDBOX_REPORT_FD + 1, ~0U, 0) != 0) {
+  if (pins_low > SANDBOX_REPORT_FD + 1 && close_range(SANDBOX_REPORT_FD + 1, (unsigned)pins_low - 1, 0) != 0)
     sandbox_die_errno("close_range");
-  }
+  if (close_range((unsigned)(exec_fd >= 0 ? exec_fd + 1 : top), ~0U, 0) != 0) sandbox_die_errno("close_range");
 
   /* The syscall allowlist, last: from here on only what the policy allows. */
   sandbox_step = "seccomp";

@@ -1,5 +1,6 @@
 // The policy is usable: the common libraries of security.md work under it, in both modes, each
 // imported and used; with network, requests/httpx and fetch reach a loopback server of the test.
+import { writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -187,6 +188,24 @@ describe.each(MODES)('common libraries under the policy, runner started %s', (mo
     );
     expect(js.error, JSON.stringify(js)).toBe('');
     expect(js.stdout).toBe('true true true true true\n');
+  });
+
+  it('keeps reading its own /proc entry after the kernel drops it from its caches (memory pressure)', async () => {
+    // The warm interpreters were confined before this: their Landlock rules name /proc inodes
+    // that the kernel would make anew after dropping them, unless something keeps them cached.
+    writeFileSync('/proc/sys/vm/drop_caches', '2');
+    for (let i = 0; i < 3; i++) {
+      const py = await t.run(
+        'python3',
+        'import os\nprint(len(open("/proc/self/status").read()) > 0, len(os.listdir("/proc/self/fd")) > 0, len(open("/proc/self/maps").read()) > 0)',
+      );
+      expect(py, JSON.stringify(py)).toMatchObject({ stdout: 'True True True\n', error: '' });
+      const js = await t.run(
+        'nodejs',
+        "console.log(process.memoryUsage().rss > 0, require('fs').readFileSync('/proc/self/status', 'utf8').length > 0)",
+      );
+      expect(js, JSON.stringify(js)).toMatchObject({ stdout: 'true true\n', error: '' });
+    }
   });
 
   it('without network, the same libraries import and build requests; only sending fails', async () => {
