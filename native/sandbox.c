@@ -184,13 +184,17 @@ static int apply_landlock(const struct sandbox_options *o, const struct policy_p
   }
   __u64 all = landlock_fs_access_for_abi(abi);
   struct landlock_ruleset_attr attr = {.handled_access_fs = all};
-  /* ABI 4: with network disabled, no TCP bind or connect at all (seccomp blocks sockets too);
-   * with network and ports listed, TCP connects to those ports only (the egress proxy's: the
-   * pod's loopback services and a direct way around the proxy stay out of reach). Older kernels
-   * cannot filter ports; the runner says so at start. */
+  /* ABI 4: with network disabled, no TCP bind or connect at all (seccomp blocks sockets too).
+   * With network, TCP binds to port 0 only (an ephemeral port: libraries probe for IPv6 that
+   * way): a bind to a chosen port would tell by EADDRINUSE which ports the pod's sockets hold,
+   * other runs' connections among them. With ports listed, TCP connects to those ports only
+   * (the egress proxy's: the pod's loopback services and a direct way around the proxy stay out
+   * of reach). Older kernels cannot filter ports; the runner says so at start. */
   if (abi >= 4 && !o->network)
     attr.handled_access_net = LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP;
-  else if (abi >= 4 && o->n_connect_ports > 0) attr.handled_access_net = LANDLOCK_ACCESS_NET_CONNECT_TCP;
+  else if (abi >= 4)
+    attr.handled_access_net =
+        LANDLOCK_ACCESS_NET_BIND_TCP | (o->n_connect_ports > 0 ? LANDLOCK_ACCESS_NET_CONNECT_TCP : 0);
   /* ABI 6: no signals to, and no abstract unix sockets of, processes outside this sandbox. */
   if (abi >= 6) attr.scoped = LANDLOCK_SCOPE_SIGNAL | LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET;
   int ruleset = landlock_create_ruleset(&attr, sizeof attr, 0);
@@ -222,7 +226,12 @@ static int apply_landlock(const struct sandbox_options *o, const struct policy_p
                  all & ~(LANDLOCK_ACCESS_FS_EXECUTE | LANDLOCK_ACCESS_FS_MAKE_CHAR |
                          LANDLOCK_ACCESS_FS_MAKE_BLOCK | LANDLOCK_ACCESS_FS_MAKE_SOCK |
                          LANDLOCK_ACCESS_FS_IOCTL_DEV));
-  for (int i = 0; i < o->n_connect_ports && attr.handled_access_net != 0; i++) {
+  if (abi >= 4 && o->network) {
+    struct landlock_net_port_attr ephemeral = {.allowed_access = LANDLOCK_ACCESS_NET_BIND_TCP, .port = 0};
+    if (landlock_add_rule(ruleset, LANDLOCK_RULE_NET_PORT, &ephemeral, 0) != 0)
+      sandbox_die_errno("landlock_add_rule (TCP bind to port 0)");
+  }
+  for (int i = 0; i < o->n_connect_ports && (attr.handled_access_net & LANDLOCK_ACCESS_NET_CONNECT_TCP) != 0; i++) {
     struct landlock_net_port_attr port = {.allowed_access = LANDLOCK_ACCESS_NET_CONNECT_TCP,
                                           .port = o->connect_ports[i]};
     if (landlock_add_rule(ruleset, LANDLOCK_RULE_NET_PORT, &port, 0) != 0)

@@ -62,6 +62,29 @@ export const attacks: Attack[] = [
     expect: { kind: 'denied', syscall: 'socketpair' },
   },
   {
+    // EADDRINUSE for a chosen port tells which ports the pod's sockets hold: other runs'
+    // connections (their local ports, and when they come and go), the runner's listeners.
+    name: "probes the pod's TCP ports in use by binding them, with network enabled",
+    language: 'python3',
+    network: true,
+    code: (c) =>
+      [
+        'import errno, socket',
+        's = socket.socket()',
+        'try:',
+        `    s.bind(("127.0.0.1", ${c.runnerPort}))`,
+        '    print("ESCAPED bound the runner\'s port")',
+        'except OSError as e:',
+        '    if e.errno == errno.EADDRINUSE:',
+        '        print("ESCAPED the port is seen in use")',
+        '    else:',
+        '        z = socket.socket()',
+        '        z.bind(("127.0.0.1", 0))  # an ephemeral port still binds (IPv6 probes)',
+        '        print("BLOCKED", e.errno, z.getsockname()[1] > 0)',
+      ].join('\n'),
+    expect: { kind: 'blocked' },
+  },
+  {
     name: 'a TCP server, with network enabled',
     language: 'python3',
     network: true,
