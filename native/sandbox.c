@@ -111,7 +111,8 @@ void sandbox_parse_args(int argc, char **argv, struct sandbox_options *o, int wa
   if (o->workdir == NULL || o->workdir[0] != '/') sandbox_die("--workdir must be an absolute path");
   if ((o->uid < 0) != (o->gid < 0)) sandbox_die("--uid and --gid go together");
   if (o->n_connect_ports > 0 && !o->network) sandbox_die("--connect-port needs --network");
-  if (o->open_files == 0 || o->open_files >= SANDBOX_EXEC_FD) o->open_files = 256;
+  /* Room above it for the /proc pins and the interpreter's descriptor. */
+  if (o->open_files == 0 || o->open_files >= SANDBOX_EXEC_FD - POLICY_MAX_PATHS) o->open_files = 256;
   if (o->disk_bytes == 0) o->disk_bytes = 64ULL << 20;
   if (o->disk_files == 0) o->disk_files = 4096;
   o->argv = &argv[i];
@@ -134,8 +135,7 @@ static void set_limit_at_most(int resource, const char *name, rlim_t value) {
   if (setrlimit(resource, &rl) != 0) sandbox_die_errno(name);
 }
 
-/* Adds a Landlock rule granting ACCESS beneath PATH; a path that does not exist is skipped
- * (policies list the union of what Debian and other layouts need). */
+/* Adds a Landlock rule granting ACCESS beneath the file FD, opened at PATH. */
 static void landlock_allow_fd(int ruleset, int fd, const char *path, __u64 access) {
   struct stat st;
   if (fstat(fd, &st) != 0) sandbox_die_errno(path);
@@ -144,6 +144,8 @@ static void landlock_allow_fd(int ruleset, int fd, const char *path, __u64 acces
   if (landlock_add_rule(ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0) != 0) sandbox_die_errno(path);
 }
 
+/* As landlock_allow_fd, by path; a path that does not exist is skipped (policies list the union
+ * of what Debian and other layouts need). */
 static void landlock_allow(int ruleset, const char *path, __u64 access) {
   int fd = open(path, O_PATH | O_CLOEXEC);
   if (fd < 0) {
@@ -160,22 +162,19 @@ static int beneath(const char *path, const char *prefix);
  * looked up again after the kernel dropped it from its caches (memory pressure): a rule on the
  * old inode no longer applies, and the run is refused its own /proc files (Node.js's
  * process.memoryUsage() throws). An O_PATH descriptor on each such entry keeps it cached: the
- * pins, moved to the top of the descriptor table, [TOP - n, TOP), right below the interpreter's
- * descriptor and above whatever the run opens. Returns the lowest pin (TOP when none). */
-static int place_pins(const int *pins, int n, int top) {
-  int low = top - n;
-  if (low <= SANDBOX_REPORT_FD + 1) sandbox_die("the open file limit is too low to hold the /proc pins");
-  for (int i = 0; i < n; i++)
-    if (pins[i] >= low) sandbox_die("a /proc pin was opened at %d, among the pins' places", pins[i]);
-  for (int i = 0; i < n; i++) {
-    /* dup2 leaves close-on-exec off: the pins must outlive the launcher's exec too. */
-    if (dup2(pins[i], low + i) != low + i || close(pins[i]) != 0) sandbox_die_errno("pin /proc");
-  }
-  return low;
+ * pins, each moved at once to the top of the descriptor table, [TOP - n, TOP), right below the
+ * interpreter's descriptor and above every descriptor the run may open. dup2 closes whatever
+ * stood there: nothing of a zygote's survives among them. */
+static int pin(int fd, int slot, const char *path) {
+  if (slot <= SANDBOX_REPORT_FD) sandbox_die("the open file limit is too low to hold the /proc pins");
+  /* Close-on-exec off (dup2 leaves it off): the pins must outlive the launcher's exec too. */
+  if (fd == slot ? fcntl(fd, F_SETFD, 0) != 0 : dup2(fd, slot) != slot || close(fd) != 0)
+    sandbox_die("pin %s: %s", path, strerror(errno));
+  return slot;
 }
 
-/* Applies the filesystem rules. Rules on /proc entries are pinned below TOP (see place_pins);
- * returns the lowest pin. */
+/* Applies the filesystem rules. Rules on /proc entries are pinned below TOP (see pin); returns
+ * the lowest pin (TOP when none). */
 static int apply_landlock(const struct sandbox_options *o, const struct policy_paths *paths, int exec_fd, int top) {
   int abi = landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
   if (abi < 1) {
@@ -201,7 +200,6 @@ static int apply_landlock(const struct sandbox_options *o, const struct policy_p
   if (ruleset < 0) sandbox_die_errno("landlock_create_ruleset");
 
   const __u64 read = LANDLOCK_ACCESS_FS_READ_FILE | LANDLOCK_ACCESS_FS_READ_DIR;
-  int pins[POLICY_MAX_PATHS];
   int n_pins = 0;
   for (int i = 0; i < paths->n_read; i++) {
     if (!beneath(paths->read[i], "/proc")) {
@@ -213,8 +211,12 @@ static int apply_landlock(const struct sandbox_options *o, const struct policy_p
       if (errno == ENOENT || errno == ENOTDIR) continue;
       sandbox_die("open %s: %s", paths->read[i], strerror(errno));
     }
-    landlock_allow_fd(ruleset, fd, paths->read[i], read);
-    pins[n_pins++] = fd;
+    int slot = top - 1 - n_pins;
+    if (slot < (int)o->open_files || slot == ruleset)
+      sandbox_die("the hard open file limit leaves no room above the runs' limit (%llu) for the /proc pins: raise it or lower SANDBOX_MAX_OPEN_FILES",
+                  (unsigned long long)o->open_files);
+    landlock_allow_fd(ruleset, pin(fd, slot, paths->read[i]), paths->read[i], read);
+    n_pins++;
   }
   for (int i = 0; i < o->n_read; i++) landlock_allow(ruleset, o->read[i], read);
   for (int i = 0; i < paths->n_exec; i++)
@@ -239,7 +241,7 @@ static int apply_landlock(const struct sandbox_options *o, const struct policy_p
   }
   if (landlock_restrict_self(ruleset, 0) != 0) sandbox_die_errno("landlock_restrict_self");
   if (close(ruleset) != 0) sandbox_die_errno("close");
-  return place_pins(pins, n_pins, top);
+  return top - n_pins;
 }
 
 /* ---- As root: a filesystem of the run's own (mount namespace + pivot_root) ---- */
@@ -652,7 +654,7 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   sandbox_step = "descriptors";
   if (pins_low > SANDBOX_REPORT_FD + 1 && close_range(SANDBOX_REPORT_FD + 1, (unsigned)pins_low - 1, 0) != 0)
     sandbox_die_errno("close_range");
-  if (close_range((unsigned)(exec_fd >= 0 ? exec_fd + 1 : top), ~0U, 0) != 0) sandbox_die_errno("close_range");
+  if (close_range((unsigned)(top + (exec_fd >= 0)), ~0U, 0) != 0) sandbox_die_errno("close_range");
 
   /* The syscall allowlist, last: from here on only what the policy allows. */
   sandbox_step = "seccomp";

@@ -16,7 +16,8 @@
 /* The interpreter stays open here until execveat() (or lower, when the launcher's hard
  * RLIMIT_NOFILE is: launcher.c's interpreter_fd). It is above the run's RLIMIT_NOFILE, so after
  * exec no code can create a descriptor with this number again: the seccomp rule allowing
- * execveat() on it alone can then never match. */
+ * execveat() on it alone can then never match. Right below it, also above that limit, the
+ * descriptors that pin the run's /proc entries (sandbox.c's pin). */
 #define SANDBOX_EXEC_FD 1000
 #define SANDBOX_MAX_LIST 64
 #define SANDBOX_MAX_PORTS 16

@@ -337,7 +337,9 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'int',
     default: '256',
     min: 16,
-    max: 999,
+    // Room above it for the descriptors of the run's /proc entries and its interpreter (the
+    // launcher's limit: SANDBOX_EXEC_FD - POLICY_MAX_PATHS).
+    max: 935,
     doc: 'open file descriptors per run',
   },
   {

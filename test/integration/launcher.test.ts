@@ -169,6 +169,41 @@ describe('sandbox-launcher', () => {
     );
   });
 
+  // The descriptors that keep the run's /proc entries cached (their Landlock rules name inodes)
+  // sit right below the interpreter's, above every descriptor the run may open.
+  it("pins its /proc entries above the run's open file limit, and says so when they do not fit", () => {
+    const r = launch(
+      POLICY_SOURCE,
+      'python3',
+      [
+        'import os',
+        'pins = []',
+        'for n in sorted(int(n) for n in os.listdir("/proc/self/fd")):',
+        '    try:',
+        '        if n > 3 and os.readlink(f"/proc/self/fd/{n}").startswith("/proc/"): pins.append(n)',
+        "    except OSError: pass  # the listing's own descriptor, closed since",
+        'held = []',
+        'try:',
+        '    while True: held.append(os.open("/dev/null", os.O_RDONLY))',
+        'except OSError as e:',
+        '    print(len(pins) > 10, pins[0] >= 256, pins[-1], max(held), e.errno)',
+      ].join('\n'),
+      { limits: ['--nofile=600:600'], extra: ['--open-files', '256'] },
+    );
+    expect(r.stderr).toBe('');
+    // Pins up to 598 (the interpreter's is 599), the run's own descriptors up to 255, then EMFILE.
+    expect(r.stdout).toBe('True True 598 255 24\n');
+    const tight = launch(POLICY_SOURCE, 'python3', 'print("ran")', {
+      limits: ['--nofile=270:270'],
+      extra: ['--open-files', '256'],
+    });
+    expect(tight.status).toBe(125);
+    expect(tight.stdout).toBe('');
+    expect(tight.stderr).toMatch(
+      /^sandbox-launcher: landlock: the hard open file limit leaves no room above the runs' limit \(256\) for the \/proc pins/,
+    );
+  });
+
   // Without root a hard limit cannot be raised: the address space and locked memory limits
   // then keep the lower one in force instead of failing every run.
   it('keeps lower hard limits of address space and locked memory in force without root', () => {
