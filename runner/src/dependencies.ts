@@ -100,13 +100,17 @@ export async function installPackages(config: RunnerConfig): Promise<void> {
       // Bytecode that Python takes without looking at the source's timestamp: without root the
       // runs share the runner's uid, own these files, and may set their times (utimensat, which
       // Landlock does not govern); with timestamp-checked bytecode, one run could make every
-      // later run compile the package again. A file that does not compile (pip skips those too)
-      // is only compiled when imported: not a failed install.
+      // later run compile the package again. -I: the settings the runs have (no PYTHON*
+      // variables); one process (-j would size itself by the node's CPUs, not the pod's quota).
+      // Exit status 1 is a file that does not compile (pip skips those too), compiled when
+      // imported; anything else fails the install, which is retried.
       await run(
         config.pythonPath,
-        ['-m', 'compileall', '-q', '-j', '0', '--invalidation-mode', 'unchecked-hash', dirs.python],
-        { timeout: INSTALL_TIMEOUT_MS, env: installerEnv(dirs.root) },
-      ).catch(() => undefined);
+        ['-I', '-m', 'compileall', '-q', '--invalidation-mode', 'unchecked-hash', dirs.python],
+        { timeout: INSTALL_TIMEOUT_MS, env: installerEnv(dirs.root), maxBuffer: 16 << 20 },
+      ).catch((err: unknown) => {
+        if ((err as { code?: unknown }).code !== 1) throw err;
+      });
     });
   }
   if (config.nodejsPackages.length > 0) {
