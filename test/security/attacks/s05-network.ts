@@ -85,6 +85,27 @@ export const attacks: Attack[] = [
     expect: { kind: 'blocked' },
   },
   {
+    // The same through bind(port 0), which Landlock allows: the socket's ephemeral range
+    // narrowed to the one port asked about (IP_LOCAL_PORT_RANGE).
+    name: "probes the pod's TCP ports in use by binding port 0 in a one-port range, with network enabled",
+    language: 'python3',
+    network: true,
+    code: [
+      'import errno, socket, struct',
+      'with socket.socket() as held:',
+      '    held.bind(("127.0.0.1", 0))  # a port in use, as another run\'s connection holds one',
+      '    port = held.getsockname()[1]',
+      '    s = socket.socket()',
+      '    try:',
+      '        s.setsockopt(socket.IPPROTO_IP, 51, struct.pack("=I", port | (port << 16)))',
+      '        s.bind(("127.0.0.1", 0))',
+      '        print("ESCAPED bound a port in use", s.getsockname())',
+      '    except OSError as e:',
+      '        print("ESCAPED the port is seen in use" if e.errno == errno.EADDRINUSE else "BLOCKED", e)',
+    ].join('\n'),
+    expect: { kind: 'blocked' },
+  },
+  {
     name: 'a TCP server, with network enabled',
     language: 'python3',
     network: true,
