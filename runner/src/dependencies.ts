@@ -76,6 +76,23 @@ async function installOnce(
 }
 
 /**
+ * Writes unchecked-hash bytecode for every module beneath argv[1]. Source that does not compile
+ * (pip skips it too) is compiled when imported; any other error (a full disk, say) fails the
+ * install, which is then tried again, rather than leaving packages without bytecode for good.
+ */
+const COMPILE_PACKAGES = `
+import os, py_compile, sys
+for root, dirs, files in os.walk(sys.argv[1]):
+    for name in files:
+        if name.endswith(".py"):
+            try:
+                py_compile.compile(os.path.join(root, name), doraise=True,
+                                   invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+            except py_compile.PyCompileError:
+                pass
+`;
+
+/**
  * Installs the configuration's extra packages (before the runner reports ready). pip takes
  * wheels only and npm runs no install scripts: nothing of a package runs outside the sandbox.
  */
@@ -101,15 +118,10 @@ export async function installPackages(config: RunnerConfig): Promise<void> {
       // runs share the runner's uid, own these files, and may set their times (utimensat, which
       // Landlock does not govern); with timestamp-checked bytecode, one run could make every
       // later run compile the package again. -I: the settings the runs have (no PYTHON*
-      // variables); one process (-j would size itself by the node's CPUs, not the pod's quota).
-      // Exit status 1 is a file that does not compile (pip skips those too), compiled when
-      // imported; anything else fails the install, which is retried.
-      await run(
-        config.pythonPath,
-        ['-I', '-m', 'compileall', '-q', '--invalidation-mode', 'unchecked-hash', dirs.python],
-        { timeout: INSTALL_TIMEOUT_MS, env: installerEnv(dirs.root), maxBuffer: 16 << 20 },
-      ).catch((err: unknown) => {
-        if ((err as { code?: unknown }).code !== 1) throw err;
+      // variables).
+      await run(config.pythonPath, ['-I', '-c', COMPILE_PACKAGES, dirs.python], {
+        timeout: INSTALL_TIMEOUT_MS,
+        env: installerEnv(dirs.root),
       });
     });
   }
