@@ -37,24 +37,15 @@ static void ensure_open(int fd, int flags) {
   if (dn != fd && (dup2(dn, fd) != fd || close(dn) != 0)) sandbox_die("dup2: %s", strerror(errno));
 }
 
-/* The descriptor the interpreter is executed through: the seccomp filter lets execveat run
- * only this number, so it must lie beyond every descriptor the run may open (below its
- * RLIMIT_NOFILE, OPEN_FILES). SANDBOX_EXEC_FD, or the highest the hard limit allows when that
- * is lower (a container started with `--ulimit nofile=512`); the soft limit is raised to it,
- * as dup3 needs. */
+/* The descriptor the interpreter is executed through (sandbox_interpreter_fd): the seccomp
+ * filter lets execveat run only this number, so it must lie beyond every descriptor the run may
+ * open (below its RLIMIT_NOFILE, OPEN_FILES). */
 static int interpreter_fd(rlim_t open_files) {
-  struct rlimit nofile;
-  if (getrlimit(RLIMIT_NOFILE, &nofile) != 0) sandbox_die("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
-  rlim_t fd = SANDBOX_EXEC_FD;
-  if (nofile.rlim_max != RLIM_INFINITY && nofile.rlim_max <= fd) fd = nofile.rlim_max > 0 ? nofile.rlim_max - 1 : 0;
-  if (fd < open_files || fd <= SANDBOX_REPORT_FD + 1)
-    sandbox_die("the hard open file limit (%llu) must be above the runs' limit (%llu): raise it or lower SANDBOX_MAX_OPEN_FILES",
-                (unsigned long long)nofile.rlim_max, (unsigned long long)open_files);
-  if (nofile.rlim_cur != RLIM_INFINITY && nofile.rlim_cur <= fd) {
-    nofile.rlim_cur = fd + 1;
-    if (setrlimit(RLIMIT_NOFILE, &nofile) != 0) sandbox_die("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
-  }
-  return (int)fd;
+  int fd = sandbox_interpreter_fd();
+  if ((rlim_t)fd < open_files || fd <= SANDBOX_REPORT_FD + 1)
+    sandbox_die("the hard open file limit (%d) must be above the runs' limit (%llu): raise it or lower SANDBOX_MAX_OPEN_FILES",
+                fd + 1, (unsigned long long)open_files);
+  return fd;
 }
 
 int main(int argc, char **argv) {

@@ -144,14 +144,18 @@ static void landlock_allow_fd(int ruleset, int fd, const char *path, __u64 acces
   if (landlock_add_rule(ruleset, LANDLOCK_RULE_PATH_BENEATH, &rule, 0) != 0) sandbox_die_errno(path);
 }
 
-/* As landlock_allow_fd, by path; a path that does not exist is skipped (policies list the union
- * of what Debian and other layouts need). */
-static void landlock_allow(int ruleset, const char *path, __u64 access) {
+/* PATH opened for a rule, or -1 when it does not exist (policies list the union of what Debian
+ * and other layouts need). */
+static int open_rule_path(const char *path) {
   int fd = open(path, O_PATH | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT || errno == ENOTDIR) return;
-    sandbox_die("open %s: %s", path, strerror(errno));
-  }
+  if (fd < 0 && errno != ENOENT && errno != ENOTDIR) sandbox_die("open %s: %s", path, strerror(errno));
+  return fd;
+}
+
+/* As landlock_allow_fd, by path; a path that does not exist is skipped. */
+static void landlock_allow(int ruleset, const char *path, __u64 access) {
+  int fd = open_rule_path(path);
+  if (fd < 0) return;
   landlock_allow_fd(ruleset, fd, path, access);
   if (close(fd) != 0) sandbox_die_errno("close");
 }
@@ -206,11 +210,8 @@ static int apply_landlock(const struct sandbox_options *o, const struct policy_p
       landlock_allow(ruleset, paths->read[i], read);
       continue;
     }
-    int fd = open(paths->read[i], O_PATH | O_CLOEXEC);
-    if (fd < 0) {
-      if (errno == ENOENT || errno == ENOTDIR) continue;
-      sandbox_die("open %s: %s", paths->read[i], strerror(errno));
-    }
+    int fd = open_rule_path(paths->read[i]);
+    if (fd < 0) continue;
     int slot = top - 1 - n_pins;
     if (slot < (int)o->open_files || slot == ruleset)
       sandbox_die("the hard open file limit leaves no room above the runs' limit (%llu) for the /proc pins: raise it or lower SANDBOX_MAX_OPEN_FILES",
@@ -507,19 +508,16 @@ static void load_compiled(const struct compiled_policy *c) {
   free(program);
 }
 
-/* Where the /proc pins end without an interpreter's descriptor (a zygote's child): where that
- * descriptor would be, or the hard open file limit when lower; the soft limit raised to it, as
- * dup2 needs (RLIMIT_NOFILE is lowered for the run afterwards). */
-static int pins_top(void) {
+int sandbox_interpreter_fd(void) {
   struct rlimit nofile;
   if (getrlimit(RLIMIT_NOFILE, &nofile) != 0) sandbox_die_errno("getrlimit(RLIMIT_NOFILE)");
-  rlim_t top = SANDBOX_EXEC_FD;
-  if (nofile.rlim_max != RLIM_INFINITY && nofile.rlim_max < top) top = nofile.rlim_max;
-  if (nofile.rlim_cur != RLIM_INFINITY && nofile.rlim_cur < top) {
-    nofile.rlim_cur = top;
+  rlim_t fd = SANDBOX_EXEC_FD;
+  if (nofile.rlim_max != RLIM_INFINITY && nofile.rlim_max <= fd) fd = nofile.rlim_max > 0 ? nofile.rlim_max - 1 : 0;
+  if (nofile.rlim_cur != RLIM_INFINITY && nofile.rlim_cur <= fd) {
+    nofile.rlim_cur = fd + 1;
     if (setrlimit(RLIMIT_NOFILE, &nofile) != 0) sandbox_die_errno("setrlimit(RLIMIT_NOFILE)");
   }
-  return (int)top;
+  return (int)fd;
 }
 
 char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
@@ -605,7 +603,8 @@ char **sandbox_apply(const struct sandbox_options *o, int exec_fd) {
   /* The filesystem view: read-only access to what the interpreter needs, read-write access
    * to the run's own directory, nothing else. */
   sandbox_step = "landlock";
-  int top = exec_fd >= 0 ? exec_fd : pins_top();
+  /* The pins end where the interpreter's descriptor is, or would be (a zygote's child). */
+  int top = exec_fd >= 0 ? exec_fd : sandbox_interpreter_fd();
   int pins_low = apply_landlock(o, &paths, exec_fd, top);
   /* Lowered now: the pins and the interpreter's descriptor stay above it. */
   set_limit(RLIMIT_NOFILE, "RLIMIT_NOFILE", o->open_files, 0);

@@ -14,7 +14,7 @@
  * launcher's own failure line. */
 #define SANDBOX_REPORT_FD 3
 /* The interpreter stays open here until execveat() (or lower, when the launcher's hard
- * RLIMIT_NOFILE is: launcher.c's interpreter_fd). It is above the run's RLIMIT_NOFILE, so after
+ * RLIMIT_NOFILE is: sandbox_interpreter_fd). It is above the run's RLIMIT_NOFILE, so after
  * exec no code can create a descriptor with this number again: the seccomp rule allowing
  * execveat() on it alone can then never match. Right below it, also above that limit, the
  * descriptors that pin the run's /proc entries (sandbox.c's pin). */
@@ -66,6 +66,12 @@ void sandbox_parse_args(int argc, char **argv, struct sandbox_options *o, int wa
  * zygote): sandbox_apply() in such a child then loads the ready BPF program instead of
  * compiling it again (about 2 ms of each child's start). Dies on a bad policy. */
 void sandbox_precompile(const struct sandbox_options *o);
+
+/* The descriptor an interpreter is executed through: SANDBOX_EXEC_FD, or the highest the hard
+ * RLIMIT_NOFILE allows when that is lower (a container started with `--ulimit nofile=512`).
+ * The soft limit is raised to reach it, as dup3 and dup2 need; sandbox_apply() lowers it for
+ * the run. */
+int sandbox_interpreter_fd(void);
 
 /* Applies every layer to the calling (single-threaded) process, in order. EXEC_FD >= 0 is the
  * only program that may still be executed, once; with -1 nothing can ever be executed. Returns
