@@ -5,7 +5,7 @@
 // pods refer to them as Localhost profiles. The DaemonSet needs a hostPath, so its namespace
 // must admit privileged pods; the runner pods themselves stay "restricted".
 import { createHash } from 'node:crypto';
-import type { V1ConfigMap, V1DaemonSet } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1DaemonSet, V1Node, V1Pod } from '@kubernetes/client-node';
 import { MANAGED_BY } from './common.js';
 
 export const SECCOMP_DIR = 'sandboxpool';
@@ -182,14 +182,107 @@ export function buildInstallerDaemonSet(
   };
 }
 
-/** Whether the DaemonSet has installed the profiles of hash `hash` on every node it runs on. */
-export function installerRolledOut(ds: V1DaemonSet | undefined, hash: string): boolean {
+/**
+ * The node an installer pod is for: its nodeName once bound, else the node its DaemonSet pins it
+ * to (the `metadata.name` field term of its required node affinity, as the DaemonSet controller
+ * writes it; the scheduler binds it there later).
+ */
+export function installerPodNode(pod: V1Pod): string | undefined {
+  if (pod.spec?.nodeName) return pod.spec.nodeName;
+  const terms =
+    pod.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution
+      ?.nodeSelectorTerms ?? [];
+  for (const term of terms)
+    for (const f of term.matchFields ?? [])
+      if (f.key === 'metadata.name' && f.operator === 'In' && f.values?.length === 1)
+        return f.values[0];
+  return undefined;
+}
+
+const isReady = (conditions: { type: string; status: string }[] | undefined): boolean =>
+  conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+
+export const isNodeReady = (node: V1Node): boolean => isReady(node.status?.conditions);
+
+/** What the operator's cache keeps of a node: its name and whether it is Ready. */
+export function slimNode(node: V1Node): V1Node {
+  const { name, resourceVersion } = node.metadata ?? {};
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name, resourceVersion },
+    status: {
+      conditions: isReady(node.status?.conditions) ? [{ type: 'Ready', status: 'True' }] : [],
+    },
+  };
+}
+
+/** What the operator's cache keeps of an installer pod: what installerRolledOut reads. */
+export function slimInstallerPod(pod: V1Pod): V1Pod {
+  const m = pod.metadata ?? {};
+  const hash = m.annotations?.[PROFILES_HASH_ANNOTATION];
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: m.name,
+      namespace: m.namespace,
+      resourceVersion: m.resourceVersion,
+      deletionTimestamp: m.deletionTimestamp,
+      annotations: hash === undefined ? {} : { [PROFILES_HASH_ANNOTATION]: hash },
+    },
+    spec: { containers: [], nodeName: installerPodNode(pod) },
+    status: {
+      conditions: isReady(pod.status?.conditions) ? [{ type: 'Ready', status: 'True' }] : [],
+    },
+  };
+}
+
+/** Whether a node is Ready, by name: undefined for a node the operator does not know. */
+export type NodeReadiness = (name: string) => boolean | undefined;
+
+/**
+ * Whether the DaemonSet has installed the profiles of hash `hash` on every node that can take
+ * pods: each node it runs on has a pod of that hash that is ready (its probe found the files).
+ * A node that is not Ready is left out (its pod cannot get ready, and no pool pod is scheduled
+ * there; its installer catches up once it is back), so that one node down does not hold every
+ * pool on RuntimeDefault. It must still hold an installer pod, so that it is known to be the
+ * DaemonSet's; a node it has not, or no longer, counts as waiting.
+ */
+export function installerRolledOut(
+  ds: V1DaemonSet | undefined,
+  hash: string,
+  pods: V1Pod[] = [],
+  nodeReady: NodeReadiness = () => undefined,
+): boolean {
   const s = ds?.status;
   if (!ds || !s) return false;
-  return (
-    ds.spec?.template.metadata?.annotations?.[PROFILES_HASH_ANNOTATION] === hash &&
-    (s.observedGeneration ?? 0) >= (ds.metadata?.generation ?? 1) &&
+  if (
+    ds.spec?.template.metadata?.annotations?.[PROFILES_HASH_ANNOTATION] !== hash ||
+    (s.observedGeneration ?? 0) < (ds.metadata?.generation ?? 1)
+  )
+    return false;
+  if (
     (s.updatedNumberScheduled ?? 0) === s.desiredNumberScheduled &&
     s.numberReady === s.desiredNumberScheduled
-  );
+  )
+    return true;
+  const installed = new Set<string>();
+  const down = new Set<string>();
+  for (const pod of pods) {
+    const node = installerPodNode(pod);
+    if (node === undefined) return false; // not yet placed: some node waits for it
+    if (nodeReady(node) === false) {
+      down.add(node);
+      continue;
+    }
+    if (pod.metadata?.deletionTimestamp) continue; // going away: its node needs another
+    if (
+      pod.metadata?.annotations?.[PROFILES_HASH_ANNOTATION] !== hash ||
+      !isReady(pod.status?.conditions)
+    )
+      return false; // a node that can take pods is not there yet
+    installed.add(node);
+  }
+  return installed.size + down.size >= s.desiredNumberScheduled;
 }

@@ -2,10 +2,15 @@
 // owning pool), a work queue of pool keys, workers that reconcile them while this process leads,
 // and a periodic resync. Events only enqueue keys; reconcile() reads the current state.
 import type { Logger } from 'pino';
-import type { V1ConfigMap, V1DaemonSet } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1DaemonSet, V1Node, V1Pod } from '@kubernetes/client-node';
 import { API_VERSION, KIND, type SandboxPool } from '../api/v1alpha1.js';
 import { MANAGED_SELECTOR, POOL_LABEL } from '../builders/common.js';
-import { INSTALLER_SELECTOR } from '../builders/seccomp.js';
+import {
+  INSTALLER_SELECTOR,
+  isNodeReady,
+  slimInstallerPod,
+  slimNode,
+} from '../builders/seccomp.js';
 import type { OperatorConfig } from '../config.js';
 import type { OperatorMetrics } from '../metrics.js';
 import { EventRecorder } from './events.js';
@@ -58,8 +63,8 @@ export class Controller {
   private stopped = false;
   private workers: Promise<void>[] = [];
   private resyncTimer: NodeJS.Timeout | undefined;
-  /** The metadata-only informer on Secrets (not waited for: see the constructor). */
-  private readonly secretsShortcut: Informer<KubeObject>;
+  /** Informers that reconciling does not wait for: shortcuts, and the nodes (see the constructor). */
+  private readonly optional = new Set<Informer<KubeObject>>();
 
   constructor(private readonly d: ControllerDeps) {
     const { config } = d;
@@ -68,8 +73,9 @@ export class Controller {
       resource: ResourceRef,
       labelSelector: string | undefined,
       onChange: (change: Change, obj: T) => void,
-      metadataOnly = false,
+      keep?: 'metadata' | ((obj: T) => T),
     ): Informer<T> => {
+      const metadataOnly = keep === 'metadata';
       const name = metadataOnly ? `${resource.kind} (metadata)` : resource.kind;
       const inf = new Informer<T>({
         kube: d.kube,
@@ -77,6 +83,7 @@ export class Controller {
         name,
         labelSelector,
         metadataOnly,
+        slim: typeof keep === 'function' ? keep : undefined,
         logger: d.logger,
         onChange,
         onRestart: (reason) => d.metrics.watchRestarts.inc({ kind: name, reason }),
@@ -106,7 +113,7 @@ export class Controller {
     // The Secrets that pools name in spec.apiKeySecretRef, metadata only (their data stays out
     // of the cache): one created late, or a rotated key, is acted on at once, not at a resync.
     // Only a shortcut (each reconcile reads the Secret itself): reconciling does not wait for it.
-    this.secretsShortcut = informer<KubeObject>(
+    const secretsShortcut = informer<KubeObject>(
       { apiVersion: 'v1', kind: 'Secret', namespace: watchNs },
       undefined,
       (_change, secret) => {
@@ -117,8 +124,9 @@ export class Controller {
           )
             this.queue.add(`${p.metadata.namespace}/${p.metadata.name}`);
       },
-      true,
+      'metadata',
     );
+    this.optional.add(secretsShortcut);
     // The seccomp installer lives in the operator's namespace; any change to it may let pools
     // switch to their Localhost profile.
     const onInstaller = () => {
@@ -137,7 +145,39 @@ export class Controller {
       INSTALLER_SELECTOR,
       onInstaller,
     );
-    this.caches = { pools, children, installerConfigMaps, installerDaemonSets };
+    const installerPods = informer<V1Pod & KubeObject>(
+      { apiVersion: 'v1', kind: 'Pod', namespace: config.namespace },
+      INSTALLER_SELECTOR,
+      onInstaller,
+      slimInstallerPod as (pod: V1Pod & KubeObject) => V1Pod & KubeObject,
+    );
+    // Nodes, for whether each is Ready (installerRolledOut leaves out those that are not). Only
+    // a change of that matters: a node's status is rewritten every few minutes regardless. Not
+    // waited for: without the right to list nodes (a namespaced install may strip the chart's
+    // ClusterRole) every node counts as Ready, and the installer waits for all of them.
+    const nodeReady = new Map<string, boolean>();
+    const nodes = informer<V1Node & KubeObject>(
+      { apiVersion: 'v1', kind: 'Node' },
+      undefined,
+      (change, node) => {
+        const name = node.metadata?.name ?? '';
+        const ready = isNodeReady(node);
+        if (change === 'delete') nodeReady.delete(name);
+        else if (nodeReady.get(name) === ready) return;
+        else nodeReady.set(name, ready);
+        onInstaller();
+      },
+      slimNode as (node: V1Node & KubeObject) => V1Node & KubeObject,
+    );
+    this.optional.add(nodes as unknown as Informer<KubeObject>);
+    this.caches = {
+      pools,
+      children,
+      installerConfigMaps,
+      installerDaemonSets,
+      installerPods,
+      nodes,
+    };
     // Writes stop with leadership: a reconcile under way when the lease is lost stops at its
     // next call instead of acting beside the next leader.
     const kube = d.kube.withWriteCheck(() => (this.leading ? undefined : 'not the leader'));
@@ -164,7 +204,7 @@ export class Controller {
 
   /** True once every informer has listed its collection. */
   get synced(): boolean {
-    return this.informers.every((i) => i.synced || i === this.secretsShortcut);
+    return this.informers.every((i) => i.synced || this.optional.has(i));
   }
 
   get isLeading(): boolean {

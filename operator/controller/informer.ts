@@ -21,6 +21,8 @@ export interface InformerOptions<T extends KubeObject> {
    * (annotations too are dropped: kubectl's last-applied-configuration holds a Secret's data).
    */
   metadataOnly?: boolean;
+  /** What the cache keeps of each object, when not all of it (nodes: their readiness only). */
+  slim?: (obj: T) => T;
   logger: Logger;
   onChange: (change: Change, obj: T) => void;
   /** Called after each failure that makes the informer retry (for a metric). */
@@ -56,8 +58,10 @@ export class Informer<T extends KubeObject> {
   private pendingError: Error | undefined;
   private loop: Promise<void> | undefined;
   private syncedOnce = false;
-  private readonly o: Required<Omit<InformerOptions<T>, 'labelSelector' | 'onRestart' | 'name'>> &
-    Pick<InformerOptions<T>, 'labelSelector' | 'onRestart' | 'name'>;
+  private readonly o: Required<
+    Omit<InformerOptions<T>, 'labelSelector' | 'onRestart' | 'name' | 'slim'>
+  > &
+    Pick<InformerOptions<T>, 'labelSelector' | 'onRestart' | 'name' | 'slim'>;
 
   constructor(options: InformerOptions<T>) {
     this.o = {
@@ -71,7 +75,8 @@ export class Informer<T extends KubeObject> {
 
   /** What the cache keeps of OBJ. */
   private kept(obj: T): T {
-    return this.o.metadataOnly ? identity(obj, this.o.resource) : obj;
+    if (this.o.metadataOnly) return identity(obj, this.o.resource);
+    return this.o.slim ? this.o.slim(obj) : obj;
   }
 
   /** True once the first list has filled the cache. */

@@ -74,6 +74,8 @@ const RESOURCES: Record<string, ResourceType> = {
   'v1/Service': { plural: 'services', namespaced: true },
   'v1/Event': { plural: 'events', namespaced: true },
   'v1/Namespace': { plural: 'namespaces', namespaced: false },
+  'v1/Node': { plural: 'nodes', namespaced: false },
+  'v1/Pod': { plural: 'pods', namespaced: true },
   'apps/v1/Deployment': { plural: 'deployments', namespaced: true },
   'apps/v1/DaemonSet': { plural: 'daemonsets', namespaced: true },
   'networking.k8s.io/v1/NetworkPolicy': { plural: 'networkpolicies', namespaced: true },

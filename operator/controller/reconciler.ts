@@ -4,7 +4,14 @@
 // idempotent: it does the same whatever event brought it here.
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { V1ConfigMap, V1DaemonSet, V1Deployment, V1Secret } from '@kubernetes/client-node';
+import type {
+  V1ConfigMap,
+  V1DaemonSet,
+  V1Deployment,
+  V1Node,
+  V1Pod,
+  V1Secret,
+} from '@kubernetes/client-node';
 import { applyDefaults } from '../api/schema.js';
 import { sandboxPoolSpecSchema, type SandboxPool } from '../api/v1alpha1.js';
 import {
@@ -21,6 +28,7 @@ import { buildNetworkPolicy } from '../builders/networkpolicy.js';
 import { buildPodDisruptionBudget } from '../builders/pdb.js';
 import {
   INSTALLER_DAEMONSET,
+  isNodeReady,
   PROFILES_CONFIGMAP,
   buildInstallerDaemonSet,
   buildProfilesConfigMap,
@@ -51,6 +59,9 @@ export interface Caches {
   children: Record<ChildKind, Informer<KubeObject>>;
   installerConfigMaps: Informer<V1ConfigMap & KubeObject>;
   installerDaemonSets: Informer<V1DaemonSet & KubeObject>;
+  /** The installer's pods (slimInstallerPod) and every node's readiness (slimNode). */
+  installerPods: Informer<V1Pod & KubeObject>;
+  nodes: Informer<V1Node & KubeObject>;
 }
 
 export type ChildKind =
@@ -439,6 +450,11 @@ export class Reconciler {
             localhostProfile: '',
           })),
         ),
+        this.d.caches.installerPods.list(),
+        (name) => {
+          const node = this.d.caches.nodes.get('', name);
+          return node === undefined ? undefined : isNodeReady(node);
+        },
       );
     if (installed)
       return { choice: { type: 'Localhost', localhostProfile: rendered.localhostProfile } };

@@ -198,6 +198,8 @@ describe('the chart', () => {
     expect(everything).toMatch(/name: SANDBOXPOOL_IMAGE_PULL_SECRETS\n\s+value: "regcred"/);
     expect(kinds(everything)).toEqual([
       'ClusterRole',
+      'ClusterRole',
+      'ClusterRoleBinding',
       'ClusterRoleBinding',
       'ConfigMap',
       'Deployment',
@@ -223,7 +225,14 @@ describe('the chart', () => {
     expect(kinds(namespaced)).toEqual(
       expect.arrayContaining(['Role', 'Role', 'RoleBinding', 'RoleBinding']),
     );
-    expect(kinds(namespaced)).not.toContain('ClusterRole');
+    // Cluster-wide, only reading nodes (the seccomp installer does not wait for those down).
+    expect(kinds(namespaced).filter((k) => k.startsWith('Cluster'))).toEqual([
+      'ClusterRole',
+      'ClusterRoleBinding',
+    ]);
+    expect(namespaced).toMatch(
+      /kind: ClusterRole\nmetadata:\n {2}name: sbp-sandboxpool-operator-nodes\n/,
+    );
     for (const manifest of [everything, namespaced]) {
       const out = await kubectl(
         cp,
@@ -277,6 +286,8 @@ describe('the chart', () => {
       ['v1', 'ServiceAccount', name, ns],
       ['rbac.authorization.k8s.io/v1', 'ClusterRole', name, ''],
       ['rbac.authorization.k8s.io/v1', 'ClusterRoleBinding', name, ''],
+      ['rbac.authorization.k8s.io/v1', 'ClusterRole', `${name}-nodes`, ''],
+      ['rbac.authorization.k8s.io/v1', 'ClusterRoleBinding', `${name}-nodes`, ''],
       ['rbac.authorization.k8s.io/v1', 'Role', `${name}-leader`, ns],
       ['v1', 'Service', name, ns],
       ['policy/v1', 'PodDisruptionBudget', name, ns],

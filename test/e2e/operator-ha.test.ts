@@ -6,12 +6,19 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { KubeConfig, type V1ConfigMap, type V1Deployment } from '@kubernetes/client-node';
+import {
+  KubeConfig,
+  type V1ConfigMap,
+  type V1DaemonSet,
+  type V1Deployment,
+  type V1Pod,
+} from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { COMMITTED_PROFILE } from '../../native/tools/seccomp-profile.js';
 import type { SandboxPool } from '../../operator/api/v1alpha1.js';
+import { installerPodNode, PROFILES_HASH_ANNOTATION } from '../../operator/builders/seccomp.js';
 import { REPO_ROOT } from '../../operator/paths.js';
 import { Informer } from '../../operator/controller/informer.js';
 import { Kube, type KubeObject } from '../../operator/controller/kube.js';
@@ -87,6 +94,94 @@ const installerScheduledOn = (n: number) =>
     );
     return ds?.status?.desiredNumberScheduled === n ? ds : undefined;
   });
+
+/**
+ * A node as its kubelet would keep it (there is none here): Ready or not, with a heartbeat every
+ * 5 s, so that the node lifecycle controller does not mark it Unknown. Returns what removes it.
+ */
+async function node(name: string, ready: boolean): Promise<() => Promise<void>> {
+  await kubectl(
+    cp,
+    ['apply', '-f', '-'],
+    cp.kubeconfigPath,
+    stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name } }),
+  );
+  const beat = () => {
+    const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const condition = {
+      type: 'Ready',
+      status: ready ? 'True' : 'False',
+      reason: ready ? 'KubeletReady' : 'KubeletNotReady',
+      lastHeartbeatTime: now,
+      lastTransitionTime: now,
+    };
+    return kubectl(cp, [
+      'patch', 'node', name, '--subresource=status', '--type=merge',
+      '-p', JSON.stringify({ status: { conditions: [condition] } }),
+    ]); // prettier-ignore
+  };
+  await beat();
+  const timer = setInterval(() => void beat().catch(() => undefined), 5000);
+  return async () => {
+    clearInterval(timer);
+    await kubectl(cp, ['delete', 'node', name, '--ignore-not-found']);
+  };
+}
+
+/** The kubelet's part, played by the test: the installer pod for NODE of the DaemonSet's
+ * current template reports ready (its probe found the profiles on the node). */
+async function installerReadyOn(nodeName: string): Promise<void> {
+  const pod = await waitFor(`the current installer pod for ${nodeName}`, async () => {
+    const ds = await api.get<V1DaemonSet>(
+      'apps/v1',
+      'DaemonSet',
+      OPERATOR_NAMESPACE,
+      'sandboxpool-seccomp-installer',
+    );
+    const hash = ds?.spec?.template.metadata?.annotations?.[PROFILES_HASH_ANNOTATION];
+    const pods = await api.list<V1Pod & { metadata: { name: string } }>(
+      'v1',
+      'Pod',
+      OPERATOR_NAMESPACE,
+      'app.kubernetes.io/name=sandboxpool-seccomp-installer',
+    );
+    return pods.find(
+      (p) =>
+        installerPodNode(p) === nodeName &&
+        p.metadata.annotations?.[PROFILES_HASH_ANNOTATION] === hash &&
+        !p.metadata.deletionTimestamp,
+    );
+  });
+  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  await kubectl(cp, [
+    'patch',
+    'pod',
+    pod.metadata.name,
+    '-n',
+    OPERATOR_NAMESPACE,
+    '--subresource=status',
+    '--type=merge',
+    '-p',
+    JSON.stringify({
+      status: {
+        phase: 'Running',
+        conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }],
+      },
+    }),
+  ]);
+}
+
+/** Waits until the pool's pods get their Localhost seccomp profile; returns it. */
+const switchesToLocalhost = (ns: string, pool: string) =>
+  waitFor(
+    'the Localhost profile',
+    async () => {
+      const sp = (await deployment(ns, pool))?.spec?.template.spec?.securityContext?.seccompProfile;
+      return sp?.type === 'Localhost' ? sp : undefined;
+    },
+    60_000,
+    500,
+  );
 
 const holder = async () =>
   (
@@ -302,15 +397,10 @@ describe('the informer', () => {
 
 describe('seccomp profile delivery', () => {
   it('switches the pods to the Localhost profile only once the installer runs on every node', async () => {
-    // A node (only the object: there is no kubelet) makes the installer DaemonSet schedule a
-    // pod there that never becomes ready, so the profile is not installed everywhere.
-    const node = `node-${randomBytes(3).toString('hex')}`;
-    await kubectl(
-      cp,
-      ['apply', '-f', '-'],
-      cp.kubeconfigPath,
-      stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: node } }),
-    );
+    // A Ready node (only the object: there is no kubelet) makes the installer DaemonSet schedule
+    // a pod there that never becomes ready, so the profile is not installed everywhere.
+    const nodeName = `node-${randomBytes(3).toString('hex')}`;
+    const removeNodes = [await node(nodeName, true)];
     try {
       const o = await operator('operator-g', { SANDBOXPOOL_SECCOMP_PROFILE: PROFILE });
       await leads(o);
@@ -328,52 +418,14 @@ describe('seccomp profile delivery', () => {
       });
       await installerScheduledOn(1);
 
-      // The kubelet's part, played by the test: the installer pod reports ready (its probe
-      // found the profile on the node). Now the profile is everywhere: the pods switch.
-      const [installer] = await api.list<{ metadata: { name: string } }>(
-        'v1',
-        'Pod',
-        OPERATOR_NAMESPACE,
-        'app.kubernetes.io/name=sandboxpool-seccomp-installer',
-      );
-      expect(installer).toBeDefined();
-      const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-      await kubectl(cp, [
-        'patch',
-        'pod',
-        installer!.metadata.name,
-        '-n',
-        OPERATOR_NAMESPACE,
-        '--subresource=status',
-        '--type=merge',
-        '-p',
-        JSON.stringify({
-          status: {
-            phase: 'Running',
-            conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: now }],
-          },
-        }),
-      ]);
-      const switched = await waitFor(
-        'the Localhost profile',
-        async () => {
-          const dep = await deployment(ns, 'strict');
-          const sp = dep?.spec?.template.spec?.securityContext?.seccompProfile;
-          return sp?.type === 'Localhost' ? sp : undefined;
-        },
-        60_000,
-        500,
-      );
+      // The installer pod reports ready: now the profile is everywhere, and the pods switch.
+      await installerReadyOn(nodeName);
+      const switched = await switchesToLocalhost(ns, 'strict');
       expect(switched.localhostProfile).toMatch(/^sandboxpool\/runner-[0-9a-f]{16}\.json$/);
 
       // A node joins: the installer is busy again (its new pod is not ready). The pool's pods
       // keep the profile they have instead of rolling to RuntimeDefault and back.
-      await kubectl(
-        cp,
-        ['apply', '-f', '-'],
-        cp.kubeconfigPath,
-        stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: `${node}-b` } }),
-      );
+      removeNodes.push(await node(`${nodeName}-b`, true));
       await installerScheduledOn(2);
       const busy = await waitFor('Progressing SeccompProfilePending again', async () => {
         const p = await api.get<SandboxPool>(SBP, 'SandboxPool', ns, 'strict');
@@ -409,7 +461,35 @@ describe('seccomp profile delivery', () => {
       const during = await deployment(ns, 'strict');
       expect(during?.spec?.template.spec?.securityContext?.seccompProfile).toEqual(switched);
     } finally {
-      await kubectl(cp, ['delete', 'node', node, `${node}-b`, '--ignore-not-found']);
+      for (const remove of removeNodes) await remove();
+    }
+  }, 120_000);
+
+  it('does not wait for a node that is not Ready', async () => {
+    // One node up, one down (its kubelet reports NotReady): the pods switch once the installer
+    // is ready on the one that can take pods. Before, every pool stayed on RuntimeDefault.
+    const up = `node-${randomBytes(3).toString('hex')}`;
+    const removeNodes = [await node(up, true), await node(`${up}-down`, false)];
+    try {
+      const o = await operator('operator-h', { SANDBOXPOOL_SECCOMP_PROFILE: PROFILE });
+      await leads(o);
+      const ns = await namespace('nodedown');
+      await applyPool(ns, 'strict', { seccomp: { podProfile: 'Localhost' } });
+      await installerScheduledOn(2);
+      // The node that is up has no installer ready yet: pending.
+      await waitFor('Progressing SeccompProfilePending', async () => {
+        const p = await api.get<SandboxPool>(SBP, 'SandboxPool', ns, 'strict');
+        const c = p?.status?.conditions?.find((x) => x.type === 'Progressing');
+        return c?.reason === 'SeccompProfilePending' ? p : undefined;
+      });
+      expect((await reconciled(ns, 'strict')).spec?.template.spec?.securityContext).toMatchObject({
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
+      await installerReadyOn(up);
+      const switched = await switchesToLocalhost(ns, 'strict');
+      expect(switched.localhostProfile).toMatch(/^sandboxpool\/runner-[0-9a-f]{16}\.json$/);
+    } finally {
+      for (const remove of removeNodes) await remove();
     }
   }, 120_000);
 });

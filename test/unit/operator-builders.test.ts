@@ -2,6 +2,7 @@
 import type {
   V1Deployment,
   V1DeploymentCondition,
+  V1Pod,
   V2HorizontalPodAutoscaler,
 } from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
@@ -23,9 +24,13 @@ import { buildPodDisruptionBudget } from '../../operator/builders/pdb.js';
 import {
   buildInstallerDaemonSet,
   installerRolledOut,
+  isNodeReady,
   parseSeccompProfile,
+  PROFILES_HASH_ANNOTATION,
   profilesHash,
   renderPodProfile,
+  slimInstallerPod,
+  slimNode,
 } from '../../operator/builders/seccomp.js';
 import { buildApiKeySecret, generateApiKey } from '../../operator/builders/secret.js';
 import { buildService } from '../../operator/builders/service.js';
@@ -510,6 +515,116 @@ describe('seccomp profile delivery', () => {
       buildInstallerDaemonSet('sandboxpool-system', 'img', profiles, ['regcred']).spec!.template
         .spec!.imagePullSecrets,
     ).toEqual([{ name: 'regcred' }]);
+  });
+});
+
+describe('the seccomp installer with nodes down', () => {
+  const profiles = [
+    renderPodProfile(parseSeccompProfile('{"defaultAction":"SCMP_ACT_ERRNO"}', 'test'), []),
+  ];
+  const hash = profilesHash(profiles);
+  const ds = {
+    ...buildInstallerDaemonSet('sandboxpool-system', 'img', profiles),
+    metadata: { name: 'sandboxpool-seccomp-installer', generation: 2 },
+    status: {
+      currentNumberScheduled: 3,
+      numberMisscheduled: 0,
+      desiredNumberScheduled: 3,
+      numberReady: 2,
+      updatedNumberScheduled: 3,
+      observedGeneration: 2,
+    },
+  };
+  // As the DaemonSet controller makes them: pinned to their node by a required node affinity
+  // (the scheduler sets nodeName later).
+  const pod = (
+    node: string,
+    o: { hash?: string; ready?: boolean; bound?: boolean; going?: boolean } = {},
+  ): V1Pod =>
+    slimInstallerPod({
+      metadata: {
+        name: `installer-${node}`,
+        annotations: { [PROFILES_HASH_ANNOTATION]: o.hash ?? hash, other: 'dropped' },
+        ...(o.going ? { deletionTimestamp: new Date() } : {}),
+      },
+      spec: {
+        containers: [{ name: 'install' }],
+        ...(o.bound ? { nodeName: node } : {}),
+        affinity: {
+          nodeAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: {
+              nodeSelectorTerms: [
+                { matchFields: [{ key: 'metadata.name', operator: 'In', values: [node] }] },
+              ],
+            },
+          },
+        },
+      },
+      status: {
+        conditions: [
+          { type: 'PodScheduled', status: 'True' },
+          { type: 'Ready', status: o.ready === false ? 'False' : 'True' },
+        ],
+      },
+    });
+  const readiness = (down: string[]) => (name: string) =>
+    ['a', 'b', 'c'].includes(name) ? !down.includes(name) : undefined;
+
+  it('leaves out a node that is not Ready, and only such a node', () => {
+    const pods = [pod('a'), pod('b', { bound: true }), pod('c', { ready: false })];
+    // c is down: a and b have the profiles, which is every node that can take pods.
+    expect(installerRolledOut(ds, hash, pods, readiness(['c']))).toBe(true);
+    // c is up (or unknown to the operator) and its installer not ready: not everywhere.
+    expect(installerRolledOut(ds, hash, pods, readiness([]))).toBe(false);
+    expect(installerRolledOut(ds, hash, pods)).toBe(false);
+    // A node that can take pods with the previous profiles, or none yet, holds it back.
+    const stale = [pod('a'), pod('b', { hash: 'previous' }), pod('c', { ready: false })];
+    expect(installerRolledOut(ds, hash, stale, readiness(['c']))).toBe(false);
+    expect(
+      installerRolledOut(ds, hash, [pod('a'), pod('c', { ready: false })], readiness(['c'])),
+    ).toBe(false);
+    // Its old pod going away and no new one yet: that node waits too.
+    const going = [pod('a'), pod('b', { going: true, hash: 'previous' }), pod('c')];
+    expect(installerRolledOut(ds, hash, going, readiness(['c']))).toBe(false);
+    // A node that is down counts however its pod is (old, going away): it holds one.
+    const downOld = [pod('a'), pod('b'), pod('c', { going: true, hash: 'previous', ready: false })];
+    expect(installerRolledOut(ds, hash, downOld, readiness(['c']))).toBe(true);
+    // Not the current DaemonSet (another hash, an unobserved generation): never.
+    expect(installerRolledOut(ds, 'other', pods, readiness(['c']))).toBe(false);
+    const unobserved = { ...ds, status: { ...ds.status, observedGeneration: 1 } };
+    expect(installerRolledOut(unobserved, hash, pods, readiness(['c']))).toBe(false);
+  });
+
+  it('keeps of nodes and pods only what it reads', () => {
+    const node = slimNode({
+      metadata: { name: 'a', resourceVersion: '7', labels: { big: 'x' } },
+      status: {
+        conditions: [
+          { type: 'MemoryPressure', status: 'False' },
+          { type: 'Ready', status: 'True' },
+        ],
+        images: [{ names: ['registry/image:tag'], sizeBytes: 1 }],
+      },
+    });
+    expect(node).toEqual({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'a', resourceVersion: '7' },
+      status: { conditions: [{ type: 'Ready', status: 'True' }] },
+    });
+    expect(isNodeReady(node)).toBe(true);
+    expect(
+      isNodeReady(
+        slimNode({
+          metadata: { name: 'b' },
+          status: { conditions: [{ type: 'Ready', status: 'Unknown' }] },
+        }),
+      ),
+    ).toBe(false);
+    expect(isNodeReady(slimNode({ metadata: { name: 'c' } }))).toBe(false);
+    const p = pod('a');
+    expect(p.spec?.nodeName).toBe('a');
+    expect(p.metadata?.annotations).toEqual({ [PROFILES_HASH_ANNOTATION]: hash });
   });
 });
 
