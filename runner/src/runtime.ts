@@ -16,6 +16,8 @@ import {
   POLICY_SOURCE,
 } from './paths.js';
 
+const execFileAsync = promisify(execFile);
+
 export const LAUNCHER = path.join(NATIVE_BUILD, 'sandbox-launcher');
 
 /** What one sandboxed process is: its language, its network, its directory and identity. */
@@ -177,7 +179,7 @@ export class Runtime {
   private async buildNodeSnapshot(): Promise<void> {
     const blob = path.join(this.runtimeDir, 'nodejs.blob');
     try {
-      await promisify(execFile)(
+      await execFileAsync(
         this.config.nodejsPath,
         [
           ...this.nodeFlags(),
@@ -401,7 +403,19 @@ export async function removeTree(dir: string): Promise<void> {
   try {
     await fs.rm(dir, { recursive: true, force: true });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENAMETOOLONG') {
+      // A tree nested deeper than a path can name (a run can make one): rm(1) walks it by
+      // directory descriptors. Left behind, it would take its space for good, and the next
+      // start's cleanup of the runs directory would fail.
+      await execFileAsync('/bin/rm', ['-rf', '--one-file-system', '--', dir]).catch(
+        (e: Error & { stderr?: string }) => {
+          throw new Error(`rm -rf ${dir}: ${e.stderr?.trim() || e.message}`);
+        },
+      );
+      return;
+    }
+    if (code !== 'EACCES') throw err;
     await makeWritable(dir);
     await fs.rm(dir, { recursive: true, force: true });
   }

@@ -5,6 +5,7 @@
 // sampling period. In both modes it bounds the run's page tables, which no rlimit does, and
 // samples its CPU time, so that a run the kernel killed at the hard CPU limit can be explained
 // as such.
+import type { Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
@@ -100,11 +101,19 @@ async function pageTables(pid: number): Promise<number> {
   return m === null ? 0 : Number(m[1]) * 1024;
 }
 
+const UNMEASURABLE = { bytes: Infinity, entries: Infinity };
+
+const removedMeanwhile = (err: unknown) => {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+};
+
 /**
  * Bytes allocated to, and the number of entries beneath, DIR; stops counting past MAX_ENTRIES.
- * Symlinks are not followed. A directory the run made unreadable (fchmod: it has the runner's
- * uid) cannot be measured, so it counts as over the limit: changing its mode back would follow
- * whatever the run put in its place.
+ * Symlinks are not followed. What cannot be measured counts as over the limit: a directory the
+ * run made unreadable (fchmod: it has the runner's uid; changing its mode back would follow
+ * whatever the run put in its place), or a tree nested deeper than a path can name (PATH_MAX,
+ * ENAMETOOLONG), beneath which the run could otherwise keep any number of bytes unseen.
  */
 export async function measureTree(
   dir: string,
@@ -119,16 +128,19 @@ export async function measureTree(
     try {
       names = await fs.readdir(current);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EACCES' || code === 'EPERM') return { bytes: Infinity, entries: Infinity };
-      if (code === 'ENOENT' || code === 'ENOTDIR') continue; // removed meanwhile
-      throw err;
+      if (removedMeanwhile(err)) continue;
+      return UNMEASURABLE;
     }
     for (const name of names) {
       entries++;
       const file = path.join(current, name);
-      const st = await fs.lstat(file).catch(() => undefined);
-      if (st === undefined) continue;
+      let st: Stats;
+      try {
+        st = await fs.lstat(file);
+      } catch (err) {
+        if (removedMeanwhile(err)) continue;
+        return UNMEASURABLE;
+      }
       bytes += st.blocks * 512;
       if (st.isDirectory()) pending.push(file);
     }
@@ -164,10 +176,14 @@ export async function measureHeld(pid: number, dir: string, fileBytes: number): 
     return names.length > 0 ? names.map((n) => `${t}/fd/${n}`) : undefined;
   });
   for (const fd of fds ?? []) {
-    const target = await fs.readlink(fd).catch(() => '');
-    if (!deleted(target)) continue;
+    // A file whose path is too long to name (ENAMETOOLONG) can only be in the run's directory,
+    // the one tree it may write: counted too, deleted or not.
+    const target = await fs
+      .readlink(fd)
+      .catch((err: NodeJS.ErrnoException) => (err.code === 'ENAMETOOLONG' ? undefined : ''));
+    if (target !== undefined && !deleted(target)) continue;
     const st = await fs.stat(fd).catch(() => undefined);
-    if (st === undefined || counted.has(st.ino)) continue;
+    if (st === undefined || !st.isFile() || counted.has(st.ino)) continue;
     counted.add(st.ino);
     bytes += st.blocks * 512;
   }

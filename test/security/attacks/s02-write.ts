@@ -18,6 +18,13 @@ function canaryIntact(c: Context): void {
   expect(readFileSync(c.canaryFile, 'utf8')).toBe(c.secret);
 }
 
+/** No run directory left holding the deep tree (its cleanup walks by descriptors). */
+function noDeepTreeLeft(c: Context): void {
+  const runs = path.join(c.workDir, 'runs');
+  for (const run of existsSync(runs) ? readdirSync(runs) : [])
+    expect(existsSync(path.join(runs, run, 'd'.repeat(250))), run).toBe(false);
+}
+
 /** Both bootstraps, where the runner reads them (its copy as root) and in the repository. */
 function bootstrapIntact(c: Context): void {
   // An append shows at the end: each file still ends as it was written.
@@ -188,6 +195,29 @@ print("ESCAPED", changed) if changed else print("BLOCKED")
     expect: { kind: 'limit', error: DISK },
   },
   {
+    // Beneath a path longer than PATH_MAX the watchdog's lstat and the cleanup's unlink fail
+    // (ENAMETOOLONG): the files went uncounted, and the directory stayed for good.
+    name: 'fills the disk beneath a path too long to name',
+    language: 'python3',
+    code: 'import os, time\nfor _ in range(20):\n    os.mkdir("d" * 250)\n    os.chdir("d" * 250)\nfor i in range(12):\n    with open(f"f{i}", "wb") as f:\n        f.write(b"x" * (3 << 20))\ntime.sleep(3)\nprint("ESCAPED")',
+    expect: { kind: 'limit', error: DISK },
+    after: noDeepTreeLeft,
+  },
+  {
+    // Then the tree goes, the files stay open: /proc's links to them are too long to read.
+    name: 'fills the disk with files it keeps open in a deleted tree too deep to name',
+    language: 'python3',
+    code: 'import os, time\nfor _ in range(20):\n    os.mkdir("d" * 250)\n    os.chdir("d" * 250)\nfds = []\nfor i in range(12):\n    fd = os.open(f"h{i}", os.O_CREAT | os.O_RDWR, 0o600)\n    os.write(fd, b"x" * (3 << 20))\n    os.unlink(f"h{i}")\n    fds.append(fd)\nfor _ in range(20):\n    os.chdir("..")\n    os.rmdir("d" * 250)\ntime.sleep(3)\nprint("ESCAPED")',
+    expect: { kind: 'limit', error: DISK },
+  },
+  {
+    // FALLOC_FL_KEEP_SIZE allocates past the end without RLIMIT_FSIZE's check.
+    name: 'allocates gigabytes past the end of a file (fallocate KEEP_SIZE)',
+    language: 'python3',
+    code: 'import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]\nfd = os.open("big", os.O_CREAT | os.O_RDWR, 0o600)\nif libc.fallocate(fd, 1, 0, 2 << 30) != 0:\n    raise OSError(ctypes.get_errno(), "fallocate")\nprint("ESCAPED", os.fstat(fd).st_blocks * 512)',
+    expect: { kind: 'denied', syscall: 'fallocate' },
+  },
+  {
     name: 'CVE-2024-28189: leaves symlinks and an unreadable tree for the cleanup',
     language: 'python3',
     code: (c) =>
@@ -245,6 +275,13 @@ print("ESCAPED", changed) if changed else print("BLOCKED")
     language: 'nodejs',
     code: "const fs = require('fs'); const b = Buffer.alloc(60000); for (let i = 0; ; i++) fs.writeFileSync('f' + i, b)",
     expect: { kind: 'limit', error: DISK },
+  },
+  {
+    name: 'fills the disk beneath a path too long to name',
+    language: 'nodejs',
+    code: "const fs = require('fs'); for (let i = 0; i < 20; i++) { fs.mkdirSync('d'.repeat(250)); process.chdir('d'.repeat(250)) } const b = Buffer.alloc(3 << 20, 120); for (let i = 0; i < 12; i++) fs.writeFileSync('f' + i, b); setTimeout(() => console.log('ESCAPED'), 3000)",
+    expect: { kind: 'limit', error: DISK },
+    after: noDeepTreeLeft,
   },
   {
     name: 'CVE-2024-28189: leaves symlinks and an unreadable tree for the cleanup',
