@@ -191,12 +191,14 @@ export const sandboxPoolSpecSchema = object(
           minimum: 32,
           maximum: 65536,
         }),
-        cpuTimeSeconds: integer({
-          description: 'CPU seconds per run (runner SANDBOX_CPU_SECONDS).',
-          default: 10,
-          minimum: 1,
-          maximum: 3600,
-        }),
+        cpuTimeSeconds: optional(
+          integer({
+            description:
+              'CPU seconds per run (runner SANDBOX_CPU_SECONDS); unset: timeoutSeconds, so that a program computing for the whole timeout is not stopped earlier (as in DifySandbox).',
+            minimum: 1,
+            maximum: 3600,
+          }),
+        ),
         maxOutputBytes: integer({
           description:
             'Bytes of stdout and of stderr per run, each (runner SANDBOX_MAX_OUTPUT_BYTES).',

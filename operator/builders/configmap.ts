@@ -71,7 +71,7 @@ export function runnerSettings(pool: SandboxPool): RenderedSettings {
     ...(dependencies.pipIndexUrl ? { pipIndexUrl: dependencies.pipIndexUrl } : {}),
     ...(dependencies.npmRegistry ? { npmRegistry: dependencies.npmRegistry } : {}),
     memoryMiB: execution.memoryMiB,
-    cpuSeconds: execution.cpuTimeSeconds,
+    ...(execution.cpuTimeSeconds !== undefined ? { cpuSeconds: execution.cpuTimeSeconds } : {}),
     maxOutputBytes: execution.maxOutputBytes,
     workDir: WORK_DIR,
     warmPython3: execution.warmPool.python3,

@@ -285,10 +285,11 @@ export const SETTINGS: readonly Setting[] = [
     env: 'SANDBOX_CPU_SECONDS',
     yaml: 'limits.cpu_seconds',
     kind: 'int',
-    default: '10',
+    default: '15',
+    shownDefault: '`WORKER_TIMEOUT`',
     min: 1,
     max: 3600,
-    doc: 'CPU time per run (seconds)',
+    doc: 'CPU time per run (seconds); by default the wall-clock timeout, so that a program computing for the whole timeout is not stopped earlier (as in DifySandbox)',
   },
   {
     key: 'maxOutputBytes',
@@ -589,6 +590,7 @@ export function loadConfig(options: LoadOptions = {}): RunnerConfig {
     config.apiKey = LOCAL_DEFAULT_KEY;
     config.apiKeyDefaulted = true;
   }
+  if (defaulted.has('cpuSeconds')) config.cpuSeconds = config.workerTimeoutSeconds;
   // The CPU count is only a default: on a host with more CPUs than MAX_REQUESTS (50 unless set)
   // it must not stop start-up; a MAX_WORKERS someone set above it is a mistake to name.
   if (defaulted.has('maxWorkers'))

@@ -45,6 +45,15 @@ describe('loadConfig', () => {
     });
   });
 
+  it('takes the wall-clock timeout as the CPU limit unless one is set', () => {
+    // DifySandbox has no CPU limit: a program computing for 12 s of a 15 s timeout works there.
+    expect(loadConfig({ env: { API_KEY: 'k' }, configPath: null }).cpuSeconds).toBe(15);
+    const yaml = yamlFile('worker_timeout: 40\n');
+    expect(loadConfig({ env: { API_KEY: 'k' }, configPath: yaml }).cpuSeconds).toBe(40);
+    const set = { API_KEY: 'k', WORKER_TIMEOUT: '40', SANDBOX_CPU_SECONDS: '5' };
+    expect(loadConfig({ env: set, configPath: null }).cpuSeconds).toBe(5);
+  });
+
   it('takes the CPU count as MAX_WORKERS only up to MAX_REQUESTS; a set MAX_WORKERS above it fails', () => {
     // This machine has 2 CPUs or more: the default would be above a MAX_REQUESTS of 1.
     expect(os.availableParallelism()).toBeGreaterThan(1);

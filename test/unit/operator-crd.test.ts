@@ -48,7 +48,6 @@ describe('the SandboxPool CRD', () => {
       execution: {
         timeoutSeconds: 15,
         memoryMiB: 256,
-        cpuTimeSeconds: 10,
         maxOutputBytes: 4194304,
         maxWorkers: 4,
         maxQueue: 50,
