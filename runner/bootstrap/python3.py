@@ -104,7 +104,11 @@ def main():
         if request.get("preload"):
             run(request["preload"], "<preload>", module)
         run(request["code"], "<code>", module)
-    except Exception as exc:
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        # Not only Exception: KeyboardInterrupt or asyncio.CancelledError left to the interpreter
+        # would show the bootstrap's and the zygote's frames and end the run by a signal.
         why = explain(exc)
         if why is not None:
             report(why)

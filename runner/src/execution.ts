@@ -1,5 +1,6 @@
 // One request in one sandboxed process: write the request, collect output within the caps,
 // enforce the wall-clock timeout, and explain how it ended in the words of api.md.
+import { isUtf8 } from 'node:buffer';
 import type { Readable } from 'node:stream';
 import type { Language } from './config.js';
 import { REPORTS_OVERFLOW, SETUP_FAILED, type Exit, type SandboxProcess } from './process.js';
@@ -70,9 +71,49 @@ class CappedBuffer {
     this.size += chunk.length;
   }
   text(): string {
-    // Invalid UTF-8 becomes U+FFFD: replaced, never dropped.
-    return Buffer.concat(this.chunks).toString('utf8');
+    return decodeAsDifySandbox(Buffer.concat(this.chunks));
   }
+}
+
+/** The length of the well-formed UTF-8 sequence at BYTES[AT] (Unicode table 3-7), else 0. */
+function sequenceLength(bytes: Buffer, at: number): number {
+  const b0 = bytes[at]!;
+  if (b0 < 0x80) return 1;
+  const tail = (i: number, lo = 0x80, hi = 0xbf) => {
+    const b = bytes[at + i];
+    return b !== undefined && b >= lo && b <= hi;
+  };
+  if (b0 >= 0xc2 && b0 <= 0xdf) return tail(1) ? 2 : 0;
+  if (b0 >= 0xe0 && b0 <= 0xef) {
+    const [lo, hi] = b0 === 0xe0 ? [0xa0, 0xbf] : b0 === 0xed ? [0x80, 0x9f] : [0x80, 0xbf];
+    return tail(1, lo, hi) && tail(2) ? 3 : 0;
+  }
+  if (b0 >= 0xf0 && b0 <= 0xf4) {
+    const [lo, hi] = b0 === 0xf0 ? [0x90, 0xbf] : b0 === 0xf4 ? [0x80, 0x8f] : [0x80, 0xbf];
+    return tail(1, lo, hi) && tail(2) && tail(3) ? 4 : 0;
+  }
+  return 0;
+}
+
+/**
+ * Output as text the way DifySandbox answers it: each byte that does not start a well-formed
+ * UTF-8 sequence becomes one U+FFFD (Go's encoding/json), where Node.js's decoder replaces a
+ * truncated sequence ("\xe4\xb8") once. Replaced, never dropped.
+ */
+export function decodeAsDifySandbox(bytes: Buffer): string {
+  if (isUtf8(bytes)) return bytes.toString('utf8');
+  let text = '';
+  let start = 0;
+  for (let at = 0; at < bytes.length;) {
+    const n = sequenceLength(bytes, at);
+    if (n > 0) {
+      at += n;
+      continue;
+    }
+    text += `${bytes.toString('utf8', start, at)}\ufffd`;
+    start = ++at;
+  }
+  return text + bytes.toString('utf8', start);
 }
 
 /** A run's answer, and when what it used is given back. */

@@ -10,6 +10,8 @@ let t: TestRunner;
 beforeAll(async () => {
   t = await startTestRunner({
     WORKER_TIMEOUT: '2',
+    // Above the timeout: threads spinning on two CPUs would otherwise reach it first.
+    SANDBOX_CPU_SECONDS: '30',
     SANDBOX_MAX_BODY_BYTES: '65536',
     SANDBOX_MAX_OUTPUT_BYTES: '100000',
   });
@@ -29,6 +31,18 @@ describe('program failures', () => {
     expect(data.error).toContain('raise ValueError("boom")');
     expect(data.error).not.toContain('python3.py'); // no frames of the bootstrap
     expect(data.stderr).toContain('ValueError: boom');
+  });
+
+  it('KeyboardInterrupt and other BaseExceptions fail the same way, without our frames', async () => {
+    for (const code of [
+      'raise KeyboardInterrupt',
+      'import asyncio\nasync def main():\n    raise asyncio.CancelledError()\nasyncio.run(main())',
+    ]) {
+      const data = await t.run('python3', code);
+      expect(data.exit_code, code).toBe(1);
+      expect(data.error, code).toMatch(/^process exited with code 1\nTraceback/);
+      expect(data.error, code).not.toMatch(/python3\.py|zygote\.py|signal/);
+    }
   });
 
   it('a Node.js exception gives exit_code 1 and the stack in error', async () => {

@@ -77,9 +77,13 @@ export function conformanceSuite(client: () => DifyClient): void {
       );
     });
 
-    it('replaces invalid UTF-8 in stdout instead of dropping it', async () => {
-      const data = await c.run('python3', 'import sys; sys.stdout.buffer.write(b"a\\xffb\\n")');
-      expect(data.stdout).toBe('a\uFFFDb\n');
+    it('replaces invalid UTF-8 in stdout instead of dropping it, one U+FFFD a byte', async () => {
+      // As DifySandbox (Go) answers: a truncated sequence (\xe4\xb8) is two bytes replaced.
+      const data = await c.run(
+        'python3',
+        'import sys; sys.stdout.buffer.write(b"a\\xffb\\xe4\\xb8c\\n")',
+      );
+      expect(data.stdout).toBe('a\uFFFDb\uFFFD\uFFFDc\n');
     });
   });
 
