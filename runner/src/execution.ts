@@ -245,6 +245,7 @@ export async function runRequest(
     reports: proc.reportLog,
     runtime,
     network: req.network,
+    language: proc.id.language,
     cpuSeconds: watchdog?.cpuSeconds ?? 0,
   });
   const ready = proc.reportLog.indexOf('ready');
@@ -293,6 +294,7 @@ interface Ending extends Exit {
   reports: string[];
   runtime: Runtime;
   network: boolean;
+  language: Language;
   /** CPU seconds the watchdog last saw the program at. */
   cpuSeconds: number;
 }
@@ -393,7 +395,12 @@ function explain(e: Ending): Omit<ExecutionResult, 'stdout'> {
   for (const [word, outcome] of reported)
     if (lines.includes(word)) return fail(outcome, limit[outcome]!, exitCode);
   if (e.signal === 'SIGSEGV')
-    return fail('killed', 'error: process killed by signal SIGSEGV (e.g. a stack overflow)');
+    // Node.js turns a stack overflow into a RangeError; it crashes like this when memory runs
+    // out at the data limit before V8's own heap limit (the young generation, a GC's own needs).
+    return fail(
+      'killed',
+      `error: process killed by signal SIGSEGV (${e.language === 'nodejs' ? `e.g. out of memory: the limit is ${config.memoryMiB} MiB` : 'e.g. a stack overflow'})`,
+    );
   if (e.signal !== null) return fail('killed', `error: process killed by signal ${e.signal}`);
   // Without network, a refused socket explains the failure even when the program saw another
   // error: a name lookup turns the resolver's EPERM into "name not known".

@@ -45,6 +45,25 @@ describe('program failures', () => {
     }
   });
 
+  it('a Node.js program out of memory is told so, however it crashes', async () => {
+    // Beyond V8's heap limit it aborts with its own message; with the data limit reached first
+    // (young generation, GC) it dies by SIGSEGV, which was reported as a stack overflow.
+    // A runner of its own: this file's 2 s timeout could come first on a busy machine.
+    const own = await startTestRunner({ WORKER_TIMEOUT: '30', SANDBOX_MEMORY_MIB: '128' });
+    try {
+      for (const n of ['3e6', '1e7']) {
+        const data = await own.run(
+          'nodejs',
+          `const a = []; for (let i = 0; i < ${n}; i++) a.push({ i }); console.log(a.length)`,
+        );
+        expect(data.exit_code, n).toBe(-1);
+        expect(data.error, n).toMatch(/^error: (memory limit exceeded|.*out of memory)/);
+      }
+    } finally {
+      await own.close();
+    }
+  }, 90_000);
+
   it('a Node.js exception gives exit_code 1 and the stack in error', async () => {
     const data = await t.run('nodejs', 'throw new TypeError("bad thing")');
     expect(data.exit_code).toBe(1);
