@@ -126,7 +126,10 @@ export function buildInstallerDaemonSet(
       selector: {
         matchLabels: { 'app.kubernetes.io/name': installerLabels['app.kubernetes.io/name'] },
       },
-      updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%' } },
+      // All at once: its pods only copy files, which stay on the nodes while they are replaced;
+      // and a pod on a node that is down (unavailable for good) would take a smaller budget and
+      // stop the rollout on every other node.
+      updateStrategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '100%' } },
       template: {
         metadata: {
           labels: installerLabels,

@@ -151,6 +151,9 @@ export class Controller {
       onInstaller,
       slimInstallerPod as (pod: V1Pod & KubeObject) => V1Pod & KubeObject,
     );
+    // Not waited for either: unsynced (no right to list them), it holds no pod, and a node whose
+    // installer is not ready everywhere only waits, as before.
+    this.optional.add(installerPods as unknown as Informer<KubeObject>);
     // Nodes, for whether each is Ready (installerRolledOut leaves out those that are not). Only
     // a change of that matters: a node's status is rewritten every few minutes regardless. Not
     // waited for: without the right to list nodes (a namespaced install may strip the chart's

@@ -402,27 +402,17 @@ export async function removeTree(dir: string): Promise<void> {
   }
   try {
     await fs.rm(dir, { recursive: true, force: true });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENAMETOOLONG') {
-      // A tree nested deeper than a path can name (a run can make one): rm(1) walks it by
-      // directory descriptors. Left behind, it would take its space for good, and the next
-      // start's cleanup of the runs directory would fail.
-      await execFileAsync('/bin/rm', ['-rf', '--one-file-system', '--', dir]).catch(
-        (e: Error & { stderr?: string }) => {
-          throw new Error(`rm -rf ${dir}: ${e.stderr?.trim() || e.message}`);
-        },
-      );
-      return;
-    }
-    if (code !== 'EACCES') throw err;
-    await makeWritable(dir);
-    await fs.rm(dir, { recursive: true, force: true });
+  } catch {
+    // What a run can leave that fs.rm cannot take: directories it made unreadable (mkdir with
+    // mode 0300 needs no chmod), a tree nested deeper than a path can name (ENAMETOOLONG), or
+    // both. chmod(1) and rm(1) walk by directory descriptors and follow no symlink. Left
+    // behind, the tree would keep its space for good, and the next start's cleanup of the runs
+    // directory would fail.
+    await execFileAsync('/bin/chmod', ['-R', 'u+rwx', '--', dir]).catch(() => undefined);
+    await execFileAsync('/bin/rm', ['-rf', '--one-file-system', '--', dir]).catch(
+      (e: Error & { stderr?: string }) => {
+        throw new Error(`rm -rf ${dir}: ${e.stderr?.trim() || e.message}`);
+      },
+    );
   }
-}
-
-async function makeWritable(dir: string): Promise<void> {
-  await fs.chmod(dir, 0o700);
-  for (const entry of await fs.readdir(dir, { withFileTypes: true }))
-    if (entry.isDirectory()) await makeWritable(path.join(dir, entry.name));
 }

@@ -128,17 +128,23 @@ async function node(name: string, ready: boolean): Promise<() => Promise<void>> 
   };
 }
 
-/** The kubelet's part, played by the test: the installer pod for NODE of the DaemonSet's
- * current template reports ready (its probe found the profiles on the node). */
-async function installerReadyOn(nodeName: string): Promise<void> {
-  const pod = await waitFor(`the current installer pod for ${nodeName}`, async () => {
-    const ds = await api.get<V1DaemonSet>(
+/** The profiles hash of the installer DaemonSet's template. */
+const installerHash = async () =>
+  (
+    await api.get<V1DaemonSet>(
       'apps/v1',
       'DaemonSet',
       OPERATOR_NAMESPACE,
       'sandboxpool-seccomp-installer',
-    );
-    const hash = ds?.spec?.template.metadata?.annotations?.[PROFILES_HASH_ANNOTATION];
+    )
+  )?.spec?.template.metadata?.annotations?.[PROFILES_HASH_ANNOTATION];
+
+/** The kubelet's part, played by the test: the installer pod for NODE of the DaemonSet's
+ * current template reports ready (its probe found the profiles on the node). */
+async function installerReadyOn(nodeName: string, notHash?: string): Promise<void> {
+  const pod = await waitFor(`the current installer pod for ${nodeName}`, async () => {
+    const hash = await installerHash();
+    if (hash === undefined || hash === notHash) return undefined;
     const pods = await api.list<V1Pod & { metadata: { name: string } }>(
       'v1',
       'Pod',
@@ -488,6 +494,28 @@ describe('seccomp profile delivery', () => {
       await installerReadyOn(up);
       const switched = await switchesToLocalhost(ns, 'strict');
       expect(switched.localhostProfile).toMatch(/^sandboxpool\/runner-[0-9a-f]{16}\.json$/);
+
+      // Another profile while the node is still down: the installer rolls out on the node that
+      // is up (a rolling budget the down node's pod used up stopped it there), and the pods
+      // switch to it.
+      const before = await installerHash();
+      await kubectl(cp, [
+        'patch', 'sbp', 'strict', '-n', ns, '--type=merge',
+        '-p', '{"spec":{"seccomp":{"extraSyscalls":["mbind"]}}}',
+      ]); // prettier-ignore
+      await installerReadyOn(up, before);
+      await waitFor(
+        'the new Localhost profile',
+        async () => {
+          const dep = await deployment(ns, 'strict');
+          const sp = dep?.spec?.template.spec?.securityContext?.seccompProfile;
+          return sp?.type === 'Localhost' && sp.localhostProfile !== switched.localhostProfile
+            ? sp
+            : undefined;
+        },
+        60_000,
+        500,
+      );
     } finally {
       for (const remove of removeNodes) await remove();
     }

@@ -22,7 +22,8 @@ function canaryIntact(c: Context): void {
 function noDeepTreeLeft(c: Context): void {
   const runs = path.join(c.workDir, 'runs');
   for (const run of existsSync(runs) ? readdirSync(runs) : [])
-    expect(existsSync(path.join(runs, run, 'd'.repeat(250))), run).toBe(false);
+    for (const top of ['d'.repeat(250), 'hidden'])
+      expect(existsSync(path.join(runs, run, top)), `${run}/${top.slice(0, 8)}`).toBe(false);
 }
 
 /** Both bootstraps, where the runner reads them (its copy as root) and in the repository. */
@@ -200,6 +201,15 @@ print("ESCAPED", changed) if changed else print("BLOCKED")
     name: 'fills the disk beneath a path too long to name',
     language: 'python3',
     code: 'import os, time\nfor _ in range(20):\n    os.mkdir("d" * 250)\n    os.chdir("d" * 250)\nfor i in range(12):\n    with open(f"f{i}", "wb") as f:\n        f.write(b"x" * (3 << 20))\ntime.sleep(3)\nprint("ESCAPED")',
+    expect: { kind: 'limit', error: DISK },
+    after: noDeepTreeLeft,
+  },
+  {
+    // Both: beneath a directory the cleanup cannot list (mkdir 0300 needs no chmod), a tree it
+    // cannot name. Each way out alone (make it readable; walk by descriptors) failed.
+    name: 'fills the disk beneath an unlistable directory and a path too long to name',
+    language: 'python3',
+    code: 'import os, time\nos.mkdir("hidden", 0o300)\nos.chdir("hidden")\nfor _ in range(20):\n    os.mkdir("d" * 250)\n    os.chdir("d" * 250)\nfor i in range(12):\n    with open(f"f{i}", "wb") as f:\n        f.write(b"x" * (3 << 20))\ntime.sleep(3)\nprint("ESCAPED")',
     expect: { kind: 'limit', error: DISK },
     after: noDeepTreeLeft,
   },
