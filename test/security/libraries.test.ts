@@ -158,6 +158,31 @@ describe.each(MODES)('common libraries under the policy, runner started %s', (mo
     expect(js.stdout).toBe('0 0 true\n');
   });
 
+  it("a thread may read its own attributes (glibc's pthread_getattr_np asks sched_getaffinity of the thread's id)", async () => {
+    const py = await t.run(
+      'python3',
+      [
+        'import ctypes, threading',
+        'libc = ctypes.CDLL(None)',
+        'libc.pthread_self.restype = ctypes.c_ulong',
+        'libc.pthread_getattr_np.argtypes = [ctypes.c_ulong, ctypes.c_void_p]',
+        'def attributes():',
+        '    attr = ctypes.create_string_buffer(128)',
+        '    r = libc.pthread_getattr_np(libc.pthread_self(), attr)',
+        '    if r == 0:',
+        '        libc.pthread_attr_destroy(attr)',
+        '    return r',
+        'seen = []',
+        'thread = threading.Thread(target=lambda: seen.append(attributes()))',
+        'thread.start()',
+        'thread.join()',
+        'print(attributes(), seen[0])',
+      ].join('\n'),
+    );
+    // 0 in both; the thread got EPERM (1) before.
+    expect(py).toEqual({ stdout: '0 0\n', stderr: '', error: '', exit_code: 0 });
+  });
+
   it('a program may read its own /proc entry (memory, limits, descriptors, mounts), though not the socket table', async () => {
     const py = await t.run(
       'python3',

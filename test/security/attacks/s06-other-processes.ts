@@ -132,7 +132,6 @@ export const attacks: Attack[] = [
       ['session (getsid)', 'os.getsid(PID)', 'getsid'],
       ['process group (getpgid)', 'os.getpgid(PID)', 'getpgid'],
       ['priority (getpriority)', 'os.getpriority(os.PRIO_PROCESS, PID)', 'getpriority'],
-      ['CPU affinity (sched_getaffinity)', 'os.sched_getaffinity(PID)', 'sched_getaffinity'],
       ['scheduling priority (sched_getparam)', 'os.sched_getparam(PID)', 'sched_getparam'],
       [
         'scheduling policy (sched_getscheduler)',
@@ -146,6 +145,13 @@ export const attacks: Attack[] = [
     code: (c) => `import os\nprint(${call.replace('PID', String(c.runnerPid))})\nprint("ESCAPED")`,
     expect: { kind: 'denied', syscall },
   })),
+  {
+    // Answered "not implemented" (see libsandbox.c), for any other id alike.
+    name: "learns the runner's CPU affinity (sched_getaffinity)",
+    language: 'python3',
+    code: (c) => pyTry(`import os\nprint(os.sched_getaffinity(${c.runnerPid}))`),
+    expect: { kind: 'blocked' },
+  },
   // Node.js
   {
     name: "learns the runner's priority (os.getPriority)",
