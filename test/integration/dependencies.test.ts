@@ -1,13 +1,22 @@
 // Packages for sandboxed code: installed from the real registries at start, importable in the
 // sandbox, listed with versions, and out of reach for writing.
 import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packagesDir } from '../../runner/src/dependencies.js';
 import { startTestRunner, type TestRunner } from '../support/runner.js';
 import { waitFor } from '../support/wait.js';
 
@@ -74,6 +83,24 @@ describe('installed at start', () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as { data: { dependencies: unknown[] } };
     expect(body.data.dependencies).toContainEqual({ name: 'tabulate', version: '0.9.0' });
+  });
+
+  it('a module that appears in the packages directory later is found by the next run', async () => {
+    // As after /dependencies/update; the directory's time set back, as if within one tick of
+    // an earlier listing (Python's import cache trusts an unchanged mtime).
+    const dir = packagesDir(t.config).python;
+    const before = statSync(dir);
+    const name = `late_${randomBytes(4).toString('hex')}`;
+    const miss = await t.run('python3', `import ${name}`);
+    expect(miss.error).toContain('ModuleNotFoundError');
+    writeFileSync(path.join(dir, `${name}.py`), 'VALUE = 42\n');
+    utimesSync(dir, before.atime, before.mtime);
+    try {
+      const data = await t.run('python3', `import ${name}\nprint(${name}.VALUE)`);
+      expect(data).toMatchObject({ stdout: '42\n', error: '' });
+    } finally {
+      rmSync(path.join(dir, `${name}.py`));
+    }
   });
 
   it('sandboxed code cannot modify or replace an installed package', async () => {
