@@ -123,10 +123,13 @@ describe('warm pools', () => {
         'py = [os.fsencode(k) + b"=" + os.fsencode(v) for k, v in os.environ.items()]',
         'getenv = ctypes.CDLL(None).getenv',
         'getenv.restype = ctypes.c_char_p',
-        'print(sorted(c) == sorted(py), getenv(b"MKL_NUM_THREADS") == b"1", len(c))',
+        'b = sorted(k + b"=" + v for k, v in os.environb.items())',
+        'os.environ["SET_BY_RUN"] = "yes"',
+        'print(sorted(c) == sorted(py) == b, getenv(b"MKL_NUM_THREADS") == b"1", getenv(b"SET_BY_RUN") == b"yes", os.environ["HOME"] == os.getcwd(), len(c))',
       ].join('\n'),
     );
-    expect(data.stdout).toMatch(/^True True \d+\n$/);
+    // os.environb too (it shares os.environ's mapping); and a name set later reaches getenv().
+    expect(data.stdout).toMatch(/^True True True True \d+\n$/);
   });
 
   it('a nodejs run sees nothing of the previous one', async () => {
