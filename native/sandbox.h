@@ -78,4 +78,9 @@ int sandbox_interpreter_fd(void);
  * the scrubbed environment (also installed as the process environment). Dies on any failure. */
 char **sandbox_apply(const struct sandbox_options *o, int exec_fd);
 
+/* libsandbox.so: sandbox_apply() with the launcher's options (ARGV[0] a name), in a running
+ * process that will execute nothing (a child of the Python zygote); then arms the SIGSYS
+ * reports. Dies on any failure. */
+int sandbox_enter(int argc, char **argv);
+
 #endif

@@ -21,11 +21,15 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -264,4 +268,59 @@ long sandbox_zygote_serve(char *out, size_t size) {
   if (close(sfd) != 0 || sigprocmask(SIG_SETMASK, &old_mask, NULL) != 0) return -1;
   errno = saved;
   return result;
+}
+
+/* The command a child acts on, split into fields: its own (the zygote never writes it). */
+static char child_command[LINE_MAX_BYTES];
+
+/* In a child of the loop, before Python runs anything more: connects its streams back to the
+ * runner (SOCKET_PATH), then confines itself (an "enter" command: sandbox_enter()) or executes
+ * the launcher (an "exec" command: never returns). In C, not Python: Python's sockets and ctypes
+ * would copy a hundred pages of the zygote's objects into each child, half a millisecond of CPU.
+ * Any failure ends the child (SANDBOX_SETUP_FAILED): a child that never connected, or one whose
+ * confinement failed and said why on its report descriptor. */
+int sandbox_zygote_child(const char *command, size_t len, const char *socket_path) {
+  char *fields[1025]; /* as start(): far more than the options take, and a closing NULL */
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (len >= sizeof child_command || strlen(socket_path) >= sizeof addr.sun_path)
+    _exit(SANDBOX_SETUP_FAILED);
+  memcpy(child_command, command, len);
+  child_command[len] = '\0';
+  int n = split(child_command, fields, 1024);
+  if (n < 3 || !valid_token(fields[0])) _exit(SANDBOX_SETUP_FAILED);
+  fields[n] = NULL;
+  memcpy(addr.sun_path, socket_path, strlen(socket_path) + 1);
+  for (int stream = 0; stream <= 2; stream++) {
+    /* One connection a stream, which says first whose and which ("TOKEN STREAM\n"). */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0)
+      _exit(SANDBOX_SETUP_FAILED);
+    char hello[TOKEN_MAX + 8];
+    int k = snprintf(hello, sizeof hello, "%s %d\n", fields[0], stream);
+    if (k < 0 || (size_t)k >= sizeof hello || send(fd, hello, (size_t)k, MSG_NOSIGNAL) != k)
+      _exit(SANDBOX_SETUP_FAILED);
+    explicit_bzero(hello, sizeof hello);
+    /* The stream's own descriptor; the report descriptor shares stdin's connection. */
+    if (dup2(fd, stream) < 0 || (stream == 0 && dup2(fd, SANDBOX_REPORT_FD) < 0))
+      _exit(SANDBOX_SETUP_FAILED);
+    if (fd > SANDBOX_REPORT_FD && close(fd) != 0) _exit(SANDBOX_SETUP_FAILED);
+  }
+  if (strcmp(fields[1], "exec") == 0) {
+    /* The streams survive the exec (dup2 onto itself leaves a socket's close-on-exec set). */
+    for (int fd = 0; fd <= SANDBOX_REPORT_FD; fd++)
+      if (fcntl(fd, F_SETFD, 0) != 0) _exit(SANDBOX_SETUP_FAILED);
+    char *no_env[] = {NULL};
+    execve(fields[2], &fields[2], no_env);
+    /* Said on the report descriptor if it can be; the child ends either way. */
+    if (dprintf(SANDBOX_REPORT_FD, "sandbox-launcher: exec: %s: %s\n", fields[2], strerror(errno)) < 0)
+      _exit(SANDBOX_SETUP_FAILED);
+    _exit(SANDBOX_SETUP_FAILED);
+  }
+  if (strcmp(fields[1], "enter") != 0) _exit(SANDBOX_SETUP_FAILED);
+  /* argv[0] is a name, as for the launcher ("enter" takes its place); the options follow. */
+  fields[1] = "sandbox";
+  int rc = sandbox_enter(n - 1, &fields[1]);
+  /* The token too: nothing of the command stays (the options were copied where kept). */
+  explicit_bzero(child_command, len);
+  return rc;
 }

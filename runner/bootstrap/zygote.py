@@ -20,7 +20,7 @@ import gc
 import importlib.util
 import json
 import os
-import socket
+import socket  # noqa: F401 (what programs reach the network with)
 import sys
 
 # What Dify's code nodes and templates use, imported once here so children start with it.
@@ -40,14 +40,15 @@ import uuid  # noqa: F401
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOCKET_PATH = sys.argv[1]
-# libsandbox.so is preloaded (LD_PRELOAD): its sandbox_enter is found in the global namespace.
+# libsandbox.so is preloaded (LD_PRELOAD): its functions are found in the global namespace.
 LIBRARY = ctypes.CDLL(None)
-LIBRARY.sandbox_enter.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
 # The fork loop is called holding the GIL (PyDLL): the child resumes Python at once.
 SERVE = ctypes.PyDLL(None, use_errno=True).sandbox_zygote_serve
 SERVE.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 SERVE.restype = ctypes.c_long
 LINE_MAX = ctypes.c_size_t.in_dll(LIBRARY, "sandbox_zygote_line_max").value
+CHILD = LIBRARY.sandbox_zygote_child
+CHILD.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p]
 
 spec = importlib.util.spec_from_file_location("sandbox_bootstrap", os.path.join(HERE, "python3.py"))
 bootstrap = importlib.util.module_from_spec(spec)
@@ -73,42 +74,11 @@ def emit(message):
     sys.stdout.flush()
 
 
-def c_args(args):
-    """The sandbox options as C's (argc, argv)."""
-    argv = [b"sandbox"] + [a.encode() for a in args]
-    return len(argv), (ctypes.c_char_p * len(argv))(*argv)
-
-
-def parse(line):
-    """A command of the fork loop: (token, kind, fields)."""
-    token, kind, *fields = line.decode().split("\t")
-    return token, kind, fields
-
-
 def become_sandboxed(line):
     """In the child: connect back, confine, then run the bootstrap (or exec the launcher).
     Never returns."""
-    token, kind, fields = parse(line)
-    for stream in (0, 1, 2):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(SOCKET_PATH)
-        s.sendall(f"{token} {stream}\n".encode())
-        fd = s.detach()
-        os.dup2(fd, stream)
-        if stream == 0:
-            os.dup2(fd, 3)  # the report descriptor shares the stdin connection
-        if fd > 3:
-            os.close(fd)
-    if kind == "exec":
-        for fd in (0, 1, 2, 3):
-            os.set_inheritable(fd, True)  # dup2(3, 3) leaves a socket's close-on-exec in place
-        argv = fields
-        try:
-            os.execve(argv[0], argv, {})
-        except OSError as exc:
-            os.write(3, f"sandbox-launcher: exec: {argv[0]}: {exc.strerror}\n".encode())
-            os._exit(125)
-    LIBRARY.sandbox_enter(*c_args(fields))
+    # In C (native/zygote.c): the connections, then sandbox_enter(), or the exec of the launcher.
+    CHILD(line, len(line), SOCKET_PATH.encode())
     # sandbox_enter() replaced the C environment (sandbox.c's build_env): make Python's view
     # match it, as if this interpreter had started with it.
     c_environ = ctypes.POINTER(ctypes.c_char_p).in_dll(LIBRARY, "environ")
