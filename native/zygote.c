@@ -273,6 +273,15 @@ long sandbox_zygote_serve(char *out, size_t size) {
 /* The command a child acts on, split into fields: its own (the zygote never writes it). */
 static char child_command[LINE_MAX_BYTES];
 
+/* Ends a child that could not connect back, saying why on the zygote's stderr (the runner logs
+ * it if the zygote ends); the runner sees a child that never connected. */
+__attribute__((noreturn)) static void child_failed(const char *call) {
+  int saved = errno;
+  if (dprintf(STDERR_FILENO, "sandbox-launcher: zygote child: %s: %s\n", call, strerror(saved)) < 0)
+    _exit(SANDBOX_SETUP_FAILED);
+  _exit(SANDBOX_SETUP_FAILED);
+}
+
 /* In a child of the loop, before Python runs anything more: connects its streams back to the
  * runner (SOCKET_PATH), then confines itself (an "enter" command: sandbox_enter()) or executes
  * the launcher (an "exec" command: never returns). In C, not Python: Python's sockets and ctypes
@@ -291,14 +300,21 @@ int sandbox_zygote_child(const char *command, size_t len, const char *socket_pat
   fields[n] = NULL;
   memcpy(addr.sun_path, socket_path, strlen(socket_path) + 1);
   for (int stream = 0; stream <= 2; stream++) {
-    /* One connection a stream, which says first whose and which ("TOKEN STREAM\n"). */
+    /* One connection a stream, which says first whose and which ("TOKEN STREAM\n"). A signal
+     * (Python's SIGINT handler is still installed) only interrupts: tried again. */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0)
-      _exit(SANDBOX_SETUP_FAILED);
+    if (fd < 0) child_failed("socket");
+    int rc;
+    while ((rc = connect(fd, (struct sockaddr *)&addr, sizeof addr)) != 0 && errno == EINTR) {
+    }
+    if (rc != 0 && errno != EISCONN) child_failed("connect");
     char hello[TOKEN_MAX + 8];
     int k = snprintf(hello, sizeof hello, "%s %d\n", fields[0], stream);
-    if (k < 0 || (size_t)k >= sizeof hello || send(fd, hello, (size_t)k, MSG_NOSIGNAL) != k)
-      _exit(SANDBOX_SETUP_FAILED);
+    if (k < 0 || (size_t)k >= sizeof hello) _exit(SANDBOX_SETUP_FAILED);
+    ssize_t sent;
+    while ((sent = send(fd, hello, (size_t)k, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+    }
+    if (sent != k) child_failed("send");
     explicit_bzero(hello, sizeof hello);
     /* The stream's own descriptor; the report descriptor shares stdin's connection. */
     if (dup2(fd, stream) < 0 || (stream == 0 && dup2(fd, SANDBOX_REPORT_FD) < 0))
@@ -320,7 +336,8 @@ int sandbox_zygote_child(const char *command, size_t len, const char *socket_pat
   /* argv[0] is a name, as for the launcher ("enter" takes its place); the options follow. */
   fields[1] = "sandbox";
   int rc = sandbox_enter(n - 1, &fields[1]);
-  /* The token too: nothing of the command stays (the options were copied where kept). */
+  /* This copy of the command, token included, is not needed any more (the options were copied
+   * where kept). Python's copy is the child's own too: its connections are already taken. */
   explicit_bzero(child_command, len);
   return rc;
 }

@@ -27,14 +27,20 @@ def use_packages(directory):
 
 def refresh_packages():
     """Packages may have been installed since the zygote looked at their directory (the only one
-    of sys.path the runner changes): its import cache is dropped. Only that one, not all of them
-    (importlib.invalidate_caches): in a child of the zygote that would copy every finder's page,
-    a third of a millisecond of each run's CPU."""
-    finder = sys.path_importer_cache.get(PACKAGES)
-    if finder is None:
-        sys.path_importer_cache.pop(PACKAGES, None)  # looked for before it existed: look again
-    elif hasattr(finder, "invalidate_caches"):
-        finder.invalidate_caches()
+    of sys.path the runner changes): its import caches are dropped, and those of the packages
+    in it. Only those, not all of them (importlib.invalidate_caches): in a child of the zygote
+    that would copy every finder's page, a third of a millisecond of each run's CPU."""
+    if PACKAGES is None:
+        return
+    beneath = PACKAGES + os.sep
+    for path in [p for p in sys.path_importer_cache if isinstance(p, str)]:
+        if path != PACKAGES and not path.startswith(beneath):
+            continue
+        finder = sys.path_importer_cache[path]
+        if finder is None:
+            del sys.path_importer_cache[path]  # looked for before it existed: look again
+        elif hasattr(finder, "invalidate_caches"):
+            finder.invalidate_caches()
 
 
 def report(word):

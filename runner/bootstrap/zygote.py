@@ -107,7 +107,8 @@ def mirror_environ(pairs):
         os.environ.update((os.fsdecode(k), os.fsdecode(v)) for k, v in pairs)
         return
     data.clear()
-    data.update(pairs)
+    for name, value in pairs:
+        data.setdefault(name, value)  # as Python at start, and getenv(): the first one counts
 
 
 def finish(code):
