@@ -247,10 +247,10 @@ export type NodeReadiness = (name: string) => boolean | undefined;
 /**
  * Whether the DaemonSet has installed the profiles of hash `hash` on every node that can take
  * pods: each node it runs on has a pod of that hash that is ready (its probe found the files).
- * A node that is not Ready is left out (its pod cannot get ready, and no pool pod is scheduled
- * there; its installer catches up once it is back), so that one node down does not hold every
- * pool on RuntimeDefault. It must still hold an installer pod, so that it is known to be the
- * DaemonSet's; a node it has not, or no longer, counts as waiting.
+ * A node that is not Ready is left out (its pod cannot get ready; its installer catches up once
+ * it is back, and a pool pod scheduled there before waits for the file), so that one node down
+ * does not hold every pool on RuntimeDefault. It must still hold an installer pod, so that it
+ * is known to be the DaemonSet's; a node it has not, or no longer, counts as waiting.
  */
 export function installerRolledOut(
   ds: V1DaemonSet | undefined,

@@ -63,7 +63,7 @@ export class Controller {
   private stopped = false;
   private workers: Promise<void>[] = [];
   private resyncTimer: NodeJS.Timeout | undefined;
-  /** Informers that reconciling does not wait for: shortcuts, and the nodes (see the constructor). */
+  /** Informers that reconciling does not wait for (see the constructor). */
   private readonly optional = new Set<Informer<KubeObject>>();
 
   constructor(private readonly d: ControllerDeps) {
@@ -73,7 +73,7 @@ export class Controller {
       resource: ResourceRef,
       labelSelector: string | undefined,
       onChange: (change: Change, obj: T) => void,
-      keep?: 'metadata' | ((obj: T) => T),
+      { keep, optional = false }: { keep?: 'metadata' | ((obj: T) => T); optional?: boolean } = {},
     ): Informer<T> => {
       const metadataOnly = keep === 'metadata';
       const name = metadataOnly ? `${resource.kind} (metadata)` : resource.kind;
@@ -89,6 +89,7 @@ export class Controller {
         onRestart: (reason) => d.metrics.watchRestarts.inc({ kind: name, reason }),
       });
       this.informers.push(inf as unknown as Informer<KubeObject>);
+      if (optional) this.optional.add(inf as unknown as Informer<KubeObject>);
       return inf;
     };
 
@@ -113,7 +114,7 @@ export class Controller {
     // The Secrets that pools name in spec.apiKeySecretRef, metadata only (their data stays out
     // of the cache): one created late, or a rotated key, is acted on at once, not at a resync.
     // Only a shortcut (each reconcile reads the Secret itself): reconciling does not wait for it.
-    const secretsShortcut = informer<KubeObject>(
+    informer<KubeObject>(
       { apiVersion: 'v1', kind: 'Secret', namespace: watchNs },
       undefined,
       (_change, secret) => {
@@ -124,9 +125,8 @@ export class Controller {
           )
             this.queue.add(`${p.metadata.namespace}/${p.metadata.name}`);
       },
-      'metadata',
+      { keep: 'metadata', optional: true },
     );
-    this.optional.add(secretsShortcut);
     // The seccomp installer lives in the operator's namespace; any change to it may let pools
     // switch to their Localhost profile.
     const onInstaller = () => {
@@ -149,11 +149,13 @@ export class Controller {
       { apiVersion: 'v1', kind: 'Pod', namespace: config.namespace },
       INSTALLER_SELECTOR,
       onInstaller,
-      slimInstallerPod as (pod: V1Pod & KubeObject) => V1Pod & KubeObject,
+      // Not waited for either: unsynced (no right to list them), it holds no pod, and a node
+      // whose installer is not ready everywhere only waits, as before.
+      {
+        keep: slimInstallerPod as (pod: V1Pod & KubeObject) => V1Pod & KubeObject,
+        optional: true,
+      },
     );
-    // Not waited for either: unsynced (no right to list them), it holds no pod, and a node whose
-    // installer is not ready everywhere only waits, as before.
-    this.optional.add(installerPods as unknown as Informer<KubeObject>);
     // Nodes, for whether each is Ready (installerRolledOut leaves out those that are not). Only
     // a change of that matters: a node's status is rewritten every few minutes regardless. Not
     // waited for: without the right to list nodes (a namespaced install may strip the chart's
@@ -170,9 +172,8 @@ export class Controller {
         else nodeReady.set(name, ready);
         onInstaller();
       },
-      slimNode as (node: V1Node & KubeObject) => V1Node & KubeObject,
+      { keep: slimNode as (node: V1Node & KubeObject) => V1Node & KubeObject, optional: true },
     );
-    this.optional.add(nodes as unknown as Informer<KubeObject>);
     this.caches = {
       pools,
       children,
