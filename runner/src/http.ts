@@ -45,15 +45,16 @@ const CLIENT_ERRORS: Record<string, string> = {
 const PROBES = new Set(['/health', '/healthz', '/readyz', '/metrics']);
 
 /**
- * A body DifySandbox refuses with code -400 in an HTTP 200 answer (api.md): logged like the
- * refusals answered with an HTTP error status.
+ * A body DifySandbox refuses (a field missing or of the wrong type): HTTP 400 and code -400, as
+ * its request binding answers (api.md said HTTP 200; DifySandbox built from its source answers
+ * 400). The log line says why, beside the "answered 400" every refusal gets.
  */
 function badRequest(req: express.Request, res: express.Response, message: string): void {
   req.log.warn(
     { method: req.method, path: req.originalUrl.split('?')[0], code: -400 },
     `refused: ${message}`,
   );
-  res.json(envelope(-400, message));
+  res.status(400).json(envelope(-400, message));
 }
 
 /** Constant-time comparison, also in the length: both sides are hashed first. */

@@ -190,7 +190,7 @@ describe('request errors', () => {
     expect(body).toEqual({ code: -400, message: 'unsupported language', data: null });
   });
 
-  it('missing fields and wrong types: code -400 with a message', async () => {
+  it('missing fields and wrong types: HTTP 400, code -400 with a message (as DifySandbox)', async () => {
     for (const bad of [
       { language: 'python3' },
       { code: 'print(1)' },
@@ -199,7 +199,8 @@ describe('request errors', () => {
       [1, 2],
       'text',
     ]) {
-      const { body } = await t.post(bad);
+      const { status, body } = await t.post(bad);
+      expect(status).toBe(400);
       expect(body.code).toBe(-400);
       expect(body.data).toBeNull();
       expect(body.message).not.toBe('');
@@ -383,12 +384,13 @@ describe('logs', () => {
         body: '{}',
       });
       expect(res.status).toBe(401);
-      // A body DifySandbox refuses in an HTTP 200 answer (code -400).
+      // A body DifySandbox refuses: HTTP 400, code -400, and a line saying why.
       const bad = await fetch(`${p.url}/v1/sandbox/run`, {
         method: 'POST',
         headers: { 'X-Api-Key': TEST_KEY, 'X-Request-Id': 'refused-2' },
         body: '{"language": "python3"}',
       });
+      expect(bad.status).toBe(400);
       expect(((await bad.json()) as { code: number }).code).toBe(-400);
       const line = (id: string) =>
         p.logs!()
