@@ -53,8 +53,11 @@ const ZYGOTE_START_MS = 30_000;
 /** How long a fork may take before the zygote counts as stuck (it takes milliseconds). */
 const FORK_DEADLINE_MS = 10_000;
 /** How long the zygote may take to report the end of a child the runner killed (its teardown
- * runs at nice 19, slow on a busy machine; the zygote reaps it at once). */
+ * runs at nice 19, slow on a busy machine; the zygote reaps it at once). Checked again after as
+ * long while the kernel is still taking the child apart (see stillExiting), up to
+ * EXIT_WAIT_MAX_MS in all. */
 const EXIT_DEADLINE_MS = 20_000;
+const EXIT_WAIT_MAX_MS = 120_000;
 /** The longest command line native/zygote.c takes (sandbox_zygote_line_max), with its newline. */
 const ZYGOTE_LINE_MAX = 65536;
 /** Bytes of report lines a process may send (a line per refused call: ~100000 lines). */
@@ -231,6 +234,23 @@ function failedProcess(id: SandboxIdentity, why: string): SandboxProcess {
   };
 }
 
+/**
+ * Whether process PID (killed) is still being taken apart by the kernel: it exists, and it is
+ * not a zombie its parent could reap (a thread-group leader stays a zombie that cannot be reaped
+ * until its last thread is gone). False when it is reapable or gone, or /proc cannot tell.
+ */
+export async function stillExiting(pid: number): Promise<boolean> {
+  try {
+    const stat = await fs.readFile(`/proc/${pid}/stat`, 'latin1');
+    // Fields after "(comm)", which may itself hold spaces and parentheses: state, ppid, ...
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // state and num_threads are fields 3 and 20 of proc(5): 0 and 17 here.
+    return fields[0] !== 'Z' || Number(fields[17]) > 1;
+  } catch {
+    return false;
+  }
+}
+
 /** A child of the zygote, from the fork command until its exit. */
 class ZygoteChild implements SandboxProcess {
   readonly reportLog: string[] = [];
@@ -258,6 +278,9 @@ class ZygoteChild implements SandboxProcess {
     readonly id: SandboxIdentity,
     /** Called when the zygote does not report the end of a killed child in time. */
     private readonly exitOverdue: () => void,
+    /** Called at the deadline when the kernel is still taking the killed child apart: not the
+     * zygote's fault, so it is left to report the end (and its other children to run). */
+    private readonly exitSlow: (pid: number, waitedMs: number) => void,
     /** It executes the launcher (else it is confined in the zygote's child itself). */
     private readonly launched = false,
   ) {
@@ -345,8 +368,22 @@ class ZygoteChild implements SandboxProcess {
       // already gone
     }
     // Its end comes from the zygote; a zygote that does not tell must not hold the run for ever.
-    this.exitDeadline ??= setTimeout(() => {
-      if (!this.gone) this.exitOverdue();
+    if (this.exitDeadline === undefined) this.awaitExit(this.knownPid, 0);
+  }
+
+  /** At each deadline: a child the kernel is still taking apart (a teardown of minutes, say) is
+   * waited for, up to EXIT_WAIT_MAX_MS; else the zygote is overdue. Ending the zygote would end
+   * every other run it forked, and would not make this child's teardown any faster. */
+  private awaitExit(pid: number, waitedMs: number): void {
+    this.exitDeadline = setTimeout(() => {
+      const waited = waitedMs + EXIT_DEADLINE_MS;
+      void (async () => {
+        const exiting = waited < EXIT_WAIT_MAX_MS && (await stillExiting(pid));
+        if (this.gone) return;
+        if (!exiting) return this.exitOverdue();
+        this.exitSlow(pid, waited);
+        this.awaitExit(pid, waited);
+      })();
     }, EXIT_DEADLINE_MS).unref();
   }
 }
@@ -588,6 +625,11 @@ export class Zygote {
     const child = new ZygoteChild(
       id,
       () => this.overdue(`report a killed child's end within ${EXIT_DEADLINE_MS / 1000} s`),
+      (pid, waitedMs) =>
+        this.log.warn(
+          { pid, waitedSeconds: waitedMs / 1000 },
+          `a killed child is still exiting after ${waitedMs / 1000} s (the kernel is taking it apart): waiting for it, up to ${EXIT_WAIT_MAX_MS / 1000} s`,
+        ),
       launched,
     );
     this.children.set(token, child);

@@ -1,8 +1,9 @@
 // What the runner does when the Python zygote, or the kernel under it, fails: a zygote that dies
 // is replaced (after a backoff) and the run it took down is answered; a fork the kernel refuses
-// fails that run alone; a zygote that stops forking is ended and replaced; running out of
-// descriptors fails a run instead of ending the runner. Real processes, rlimits and signals.
-import { execFileSync, spawn } from 'node:child_process';
+// fails that run alone; a zygote that stops forking is ended and replaced, but not for a killed
+// child the kernel takes long to take apart; running out of descriptors fails a run instead of
+// ending the runner. Real processes, rlimits, signals and ptrace.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { childrenOf, commandLine, processState, waitGone } from '../support/processes.js';
@@ -23,6 +24,15 @@ function stateOf(pid: number): string {
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
   } catch {
     return 'gone';
+  }
+}
+
+/** The name of process PID (/proc/PID/comm), '' once it is gone. */
+function commOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
   }
 }
 
@@ -186,6 +196,85 @@ describe('the Python zygote', () => {
       await t.close();
     }
   });
+});
+
+/**
+ * A tracer (python3 -c HOLDER PID) that stops process PID at its exit (PTRACE_O_TRACEEXIT, also
+ * after a SIGKILL) and holds it there until the tracer ends: to the runner, a child whose
+ * teardown takes as long as the test wants. Prints "seized", then "held" at the exit stop.
+ */
+const HOLDER = `
+import ctypes, os, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+pid = int(sys.argv[1])
+if libc.ptrace(0x4206, pid, None, 0x40) != 0:  # PTRACE_SEIZE, PTRACE_O_TRACEEXIT
+    sys.exit("seize: " + os.strerror(ctypes.get_errno()))
+print("seized", flush=True)
+while True:
+    _, status = os.waitpid(pid, 0x40000000)  # __WALL
+    if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+        break
+    if status >> 8 == (signal.SIGTRAP | (6 << 8)):  # PTRACE_EVENT_EXIT
+        print("held", flush=True)
+        signal.pause()
+    libc.ptrace(7, pid, None, os.WSTOPSIG(status))  # PTRACE_CONT, the signal delivered
+`;
+
+describe('a killed child the kernel takes long to take apart', () => {
+  it('keeps its zygote, and the runs the zygote forked run on', async () => {
+    const t = await startTestRunner({
+      SANDBOX_WARM_PYTHON3: '2',
+      SANDBOX_WARM_NODEJS: '0',
+      WORKER_TIMEOUT: '40',
+      SANDBOX_MAX_OUTPUT_BYTES: '1024',
+    });
+    const zygote = zygoteOf(t)!;
+    let holder: ChildProcess | undefined;
+    try {
+      // Names itself, waits until it is traced, then writes past the output limit: killed.
+      const killed = t.run(
+        'python3',
+        [
+          'import ctypes, time',
+          'ctypes.CDLL(None).prctl(15, b"held-at-exit", 0, 0, 0)',
+          'while "TracerPid:\\t0\\n" in open("/proc/self/status").read():',
+          '    time.sleep(0.01)',
+          'print("x" * 100000)',
+          'time.sleep(60)',
+        ].join('\n'),
+      );
+      const held = await waitFor(
+        'the run that names itself',
+        async () => childrenOf(zygote).find((pid) => commOf(pid) === 'held-at-exit'),
+        10_000,
+        20,
+      );
+      holder = spawn('python3', ['-c', HOLDER, String(held)], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let said = '';
+      holder.stdout!.on('data', (chunk: Buffer) => (said += chunk.toString()));
+      holder.stderr!.on('data', (chunk: Buffer) => (said += chunk.toString()));
+      await waitFor('the exit stop', async () => said.includes('held') || undefined, 10_000, 20);
+      expect(stateOf(held), said).toBe('t');
+      // Runs across the killed child's deadline (20 s after its kill): before, the zygote was
+      // ended there, and this run with it.
+      const other = await t.run('python3', 'import time\ntime.sleep(23)\nprint("still here")');
+      expect(other.stdout, JSON.stringify(other)).toBe('still here\n');
+      expect(zygoteOf(t)).toBe(zygote);
+      expect(stateOf(held)).toBe('t');
+      // The tracer gone, the kernel finishes the exit, and the killed run is answered.
+      holder.kill('SIGKILL');
+      const data = await killed;
+      expect(data.error, JSON.stringify(data)).toMatch(/output limit/);
+      expect(await waitGone(held)).toBe(true);
+      expect(zygoteOf(t)).toBe(zygote);
+    } finally {
+      holder?.kill('SIGKILL');
+      await t.close();
+    }
+  }, 60_000);
 });
 
 describe('warm interpreters killed as fast as they start', () => {

@@ -1,0 +1,71 @@
+// stillExiting (runner/src/process.ts) tells a killed zygote child the kernel is still taking
+// apart from one its zygote should have reaped: real processes in each state.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { stillExiting } from '../../runner/src/process.js';
+
+const started: ChildProcess[] = [];
+afterEach(() => {
+  for (const p of started.splice(0)) p.kill('SIGKILL');
+});
+
+function start(command: string, args: string[]): number {
+  const p = spawn(command, args, { stdio: 'ignore' });
+  started.push(p);
+  return p.pid!;
+}
+
+async function state(pid: number): Promise<string | undefined> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'latin1').catch(() => undefined);
+  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
+  for (let i = 0; i < 200; i++) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('stillExiting', () => {
+  it('is true for a process that is not a zombie yet', async () => {
+    const pid = start('/bin/sleep', ['30']);
+    await until('sleep to run', async () => ((await state(pid)) === 'S' ? true : undefined));
+    expect(await stillExiting(pid)).toBe(true);
+  });
+
+  it('is false for a zombie its parent could reap, and for no process', async () => {
+    // sh starts "sleep 0" and becomes "sleep 30", which never reaps it.
+    const parent = start('/bin/sh', ['-c', 'sleep 0 & exec sleep 30']);
+    const zombie = await until('a zombie child', async () => {
+      const children = await fs
+        .readFile(`/proc/${parent}/task/${parent}/children`, 'latin1')
+        .catch(() => '');
+      const pid = Number(children.trim().split(' ')[0]);
+      return pid > 0 && (await state(pid)) === 'Z' ? pid : undefined;
+    });
+    expect(await stillExiting(zombie)).toBe(false);
+    const pidMax = Number(await fs.readFile('/proc/sys/kernel/pid_max', 'latin1'));
+    expect(await stillExiting(pidMax + 1)).toBe(false);
+  });
+
+  it('is true for a zombie leader whose other thread still runs (not reapable yet)', async () => {
+    // The main thread ends alone (the exit system call, not exit_group); a thread sleeps on.
+    const pid = start('/usr/bin/python3', [
+      '-c',
+      [
+        'import ctypes, threading, time',
+        'threading.Thread(target=time.sleep, args=(30,)).start()',
+        'time.sleep(0.1)',
+        'ctypes.CDLL(None).syscall(60, 0)',
+      ].join('\n'),
+    ]);
+    await until('the leader to be a zombie', async () =>
+      (await state(pid)) === 'Z' ? true : undefined,
+    );
+    expect(await stillExiting(pid)).toBe(true);
+  });
+});
