@@ -215,6 +215,15 @@ export async function runRequest(
         ? proc.ended.then((e) => ({ exit: e, early: false }))
         : { exit: reported, early: true },
     ),
+    // Killed, and still being taken apart long after: what the kernel will report is known.
+    ...(proc.lingering === undefined
+      ? []
+      : [
+          proc.lingering.then(() => ({
+            exit: { code: null, signal: 'SIGKILL' } satisfies Exit,
+            early: true,
+          })),
+        ]),
   ]);
   if (early) proc.kill();
   clearTimeout(timer);

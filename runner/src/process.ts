@@ -44,6 +44,10 @@ export interface SandboxProcess {
   readonly ended: Promise<Exit>;
   /** Its process id, once known (the limits watchdog reads /proc/PID). */
   readonly pid: number | undefined;
+  /** Resolves if the process, killed, is still being taken apart by the kernel at its deadline:
+   * nothing of it can run any more, and its run may be answered; `ended` comes once it is gone
+   * (its uid and directory wait for that). Only for a zygote's children. */
+  readonly lingering?: Promise<void>;
   kill(): void;
 }
 
@@ -235,16 +239,18 @@ function failedProcess(id: SandboxIdentity, why: string): SandboxProcess {
 }
 
 /**
- * Whether process PID (killed) is still being taken apart by the kernel: it exists, and it is
- * not a zombie its parent could reap (a thread-group leader stays a zombie that cannot be reaped
- * until its last thread is gone). False when it is reapable or gone, or /proc cannot tell.
+ * Whether process PID (killed), a child of PARENT, is still being taken apart by the kernel: it
+ * exists, is PARENT's (not a process that got the pid after PARENT reaped it), and is not a
+ * zombie PARENT could reap (a thread-group leader stays a zombie that cannot be reaped until its
+ * last thread is gone). False when it is reapable or gone, or /proc cannot tell.
  */
-export async function stillExiting(pid: number): Promise<boolean> {
+export async function stillExiting(pid: number, parent: number): Promise<boolean> {
   try {
     const stat = await fs.readFile(`/proc/${pid}/stat`, 'latin1');
     // Fields after "(comm)", which may itself hold spaces and parentheses: state, ppid, ...
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // state and num_threads are fields 3 and 20 of proc(5): 0 and 17 here.
+    // state, ppid and num_threads are fields 3, 4 and 20 of proc(5): 0, 1 and 17 here.
+    if (Number(fields[1]) !== parent) return false;
     return fields[0] !== 'Z' || Number(fields[17]) > 1;
   } catch {
     return false;
@@ -274,10 +280,15 @@ class ZygoteChild implements SandboxProcess {
   /** It executed the launcher, and ignored LD_PRELOAD there (see execLocked). */
   private refused = false;
 
+  readonly lingering: Promise<void>;
+  private markLingering!: () => void;
+
   constructor(
     readonly id: SandboxIdentity,
+    /** The zygote's pid: the child's parent. */
+    private readonly parentPid: number,
     /** Called when the zygote does not report the end of a killed child in time. */
-    private readonly exitOverdue: () => void,
+    private readonly exitOverdue: (waitedMs: number) => void,
     /** Called at the deadline when the kernel is still taking the killed child apart: not the
      * zygote's fault, so it is left to report the end (and its other children to run). */
     private readonly exitSlow: (pid: number, waitedMs: number) => void,
@@ -293,6 +304,7 @@ class ZygoteChild implements SandboxProcess {
         }),
     );
     this.forked = new Promise<void>((resolve) => (this.markForked = resolve));
+    this.lingering = new Promise<void>((resolve) => (this.markLingering = resolve));
     const connected = new Promise<void>((resolve) => (this.connected = resolve));
     const reported = new Promise<boolean>((resolve) => (this.reported = resolve));
     // Ready: all three connections are here, it said so from inside the sandbox, and the
@@ -372,16 +384,18 @@ class ZygoteChild implements SandboxProcess {
   }
 
   /** At each deadline: a child the kernel is still taking apart (a teardown of minutes, say) is
-   * waited for, up to EXIT_WAIT_MAX_MS; else the zygote is overdue. Ending the zygote would end
-   * every other run it forked, and would not make this child's teardown any faster. */
+   * waited for, up to EXIT_WAIT_MAX_MS, and its run may be answered meanwhile (`lingering`);
+   * else the zygote is overdue. Ending the zygote would end every other run it forked, and
+   * would not make this child's teardown any faster. */
   private awaitExit(pid: number, waitedMs: number): void {
     this.exitDeadline = setTimeout(() => {
       const waited = waitedMs + EXIT_DEADLINE_MS;
       void (async () => {
-        const exiting = waited < EXIT_WAIT_MAX_MS && (await stillExiting(pid));
+        const exiting = waited < EXIT_WAIT_MAX_MS && (await stillExiting(pid, this.parentPid));
         if (this.gone) return;
-        if (!exiting) return this.exitOverdue();
+        if (!exiting) return this.exitOverdue(waited);
         this.exitSlow(pid, waited);
+        this.markLingering();
         this.awaitExit(pid, waited);
       })();
     }, EXIT_DEADLINE_MS).unref();
@@ -624,7 +638,8 @@ export class Zygote {
     // Killed, a child's end is reported by the zygote within moments (it reaps it at once).
     const child = new ZygoteChild(
       id,
-      () => this.overdue(`report a killed child's end within ${EXIT_DEADLINE_MS / 1000} s`),
+      this.zygotePid,
+      (waitedMs) => this.overdue(`report a killed child's end within ${waitedMs / 1000} s`),
       (pid, waitedMs) =>
         this.log.warn(
           { pid, waitedSeconds: waitedMs / 1000 },

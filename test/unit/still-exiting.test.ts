@@ -31,10 +31,12 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>): Prom
 }
 
 describe('stillExiting', () => {
-  it('is true for a process that is not a zombie yet', async () => {
+  it('is true for a process that is not a zombie yet, of the parent named only', async () => {
     const pid = start('/bin/sleep', ['30']);
     await until('sleep to run', async () => ((await state(pid)) === 'S' ? true : undefined));
-    expect(await stillExiting(pid)).toBe(true);
+    expect(await stillExiting(pid, process.pid)).toBe(true);
+    // Another parent's: the pid was reaped and taken by another process since.
+    expect(await stillExiting(pid, process.pid + 1)).toBe(false);
   });
 
   it('is false for a zombie its parent could reap, and for no process', async () => {
@@ -47,9 +49,9 @@ describe('stillExiting', () => {
       const pid = Number(children.trim().split(' ')[0]);
       return pid > 0 && (await state(pid)) === 'Z' ? pid : undefined;
     });
-    expect(await stillExiting(zombie)).toBe(false);
+    expect(await stillExiting(zombie, parent)).toBe(false);
     const pidMax = Number(await fs.readFile('/proc/sys/kernel/pid_max', 'latin1'));
-    expect(await stillExiting(pidMax + 1)).toBe(false);
+    expect(await stillExiting(pidMax + 1, process.pid)).toBe(false);
   });
 
   it('is true for a zombie leader whose other thread still runs (not reapable yet)', async () => {
@@ -57,15 +59,16 @@ describe('stillExiting', () => {
     const pid = start('/usr/bin/python3', [
       '-c',
       [
-        'import ctypes, threading, time',
+        'import ctypes, os, threading, time',
         'threading.Thread(target=time.sleep, args=(30,)).start()',
         'time.sleep(0.1)',
-        'ctypes.CDLL(None).syscall(60, 0)',
+        // exit(2), not exit_group(2): 60 on x86_64, 93 on aarch64
+        'ctypes.CDLL(None).syscall({"x86_64": 60, "aarch64": 93}[os.uname().machine], 0)',
       ].join('\n'),
     ]);
     await until('the leader to be a zombie', async () =>
       (await state(pid)) === 'Z' ? true : undefined,
     );
-    expect(await stillExiting(pid)).toBe(true);
+    expect(await stillExiting(pid, process.pid)).toBe(true);
   });
 });
