@@ -493,6 +493,7 @@ export class Zygote {
     this.log = this.log.child({ zygotePid: child.pid });
     let stderr = '';
     let rest = '';
+    let stderrRest = '';
     const hello = new Promise<void>((resolve, reject) => {
       let isGone = false;
       const gone = (how: string) => {
@@ -520,7 +521,16 @@ export class Zygote {
       child.once('close', (code, signal) => gone(String(code ?? signal)));
       child.stdin?.on('error', () => undefined);
       child.stderr?.on('data', (chunk: Buffer) => {
-        stderr = (stderr + chunk.toString('utf8')).slice(-4000);
+        const text = chunk.toString('utf8');
+        stderr = (stderr + text).slice(-4000);
+        // Said as it comes, not only if the zygote ends: why a child could not connect back
+        // (native/zygote.c), a warm-up that failed. Only the zygote and its children before they
+        // are confined write here (a child's stderr is its own connection from then on).
+        const lines = (stderrRest + text).split('\n');
+        stderrRest = (lines.pop() ?? '').slice(0, 2000);
+        for (const line of lines)
+          if (line.trim() !== '')
+            this.log.warn({ line: line.slice(0, 2000) }, 'the Python zygote said');
       });
       child.stdout?.on('data', (chunk: Buffer) => {
         const lines = (rest + chunk.toString('utf8')).split('\n');

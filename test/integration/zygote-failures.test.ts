@@ -4,7 +4,7 @@
 // child the kernel takes long to take apart; running out of descriptors fails a run instead of
 // ending the runner. Real processes, rlimits, signals and ptrace.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { childrenOf, commandLine, processState, waitGone } from '../support/processes.js';
 import { gaugeReaches, startTestRunner, type TestRunner } from '../support/runner.js';
@@ -291,6 +291,37 @@ describe('a killed child the kernel takes long to take apart', () => {
       await t.close();
     }
   }, 60_000);
+});
+
+describe('what the zygote says on its stderr', () => {
+  it('is logged as it comes: a child that cannot connect back says why', async () => {
+    const t = await startTestRunner(
+      { SANDBOX_WARM_PYTHON3: '0', SANDBOX_WARM_NODEJS: '0', LOG_LEVEL: 'info' },
+      { process: {} },
+    );
+    try {
+      // Children connect back to this socket by path: gone, a child cannot.
+      rmSync(`${t.config.workDir}/runtime/zygote.sock`);
+      const { body } = await t.post({ language: 'python3', code: 'print(1)' });
+      expect(body.data?.error ?? body.message, JSON.stringify(body)).not.toBe('');
+      const said = await waitFor(
+        'the log line',
+        async () =>
+          t.logs!()
+            .split('\n')
+            .find((l) => l.includes('"msg":"the Python zygote said"')),
+        10_000,
+        50,
+      );
+      expect(JSON.parse(said)).toMatchObject({
+        level: 40,
+        line: 'sandbox-launcher: zygote child: connect: No such file or directory',
+      });
+      expect(JSON.parse(said).zygotePid).toBeGreaterThan(0);
+    } finally {
+      await t.close();
+    }
+  });
 });
 
 describe('warm interpreters killed as fast as they start', () => {
