@@ -274,7 +274,7 @@ long sandbox_zygote_serve(char *out, size_t size) {
 static char child_command[LINE_MAX_BYTES];
 
 /* Ends a child that could not connect back, saying why on the zygote's stderr (the runner logs
- * it if the zygote ends); the runner sees a child that never connected. */
+ * each line of it as it comes); the runner sees a child that never connected. */
 __attribute__((noreturn)) static void child_failed(const char *call) {
   int saved = errno;
   if (dprintf(STDERR_FILENO, "sandbox-launcher: zygote child: %s: %s\n", call, strerror(saved)) < 0)

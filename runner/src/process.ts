@@ -494,6 +494,10 @@ export class Zygote {
     let stderr = '';
     let rest = '';
     let stderrRest = '';
+    const said = (line: string) => {
+      if (line.trim() !== '')
+        this.log.warn({ line: line.slice(0, 2000) }, 'the Python zygote said');
+    };
     const hello = new Promise<void>((resolve, reject) => {
       let isGone = false;
       const gone = (how: string) => {
@@ -518,19 +522,21 @@ export class Zygote {
       // Before anything else: without descriptors for its pipes (EMFILE) spawn() returns no
       // streams and says why on 'error'. 'close' comes after its last reports were read.
       child.once('error', (err) => gone(err.message));
-      child.once('close', (code, signal) => gone(String(code ?? signal)));
+      child.once('close', (code, signal) => {
+        said(stderrRest); // a last line without its newline
+        gone(String(code ?? signal));
+      });
       child.stdin?.on('error', () => undefined);
-      child.stderr?.on('data', (chunk: Buffer) => {
-        const text = chunk.toString('utf8');
+      // Decoded as a stream: a character split between two chunks stays whole.
+      child.stderr?.setEncoding('utf8');
+      child.stderr?.on('data', (text: string) => {
         stderr = (stderr + text).slice(-4000);
         // Said as it comes, not only if the zygote ends: why a child could not connect back
         // (native/zygote.c), a warm-up that failed. Only the zygote and its children before they
         // are confined write here (a child's stderr is its own connection from then on).
         const lines = (stderrRest + text).split('\n');
         stderrRest = (lines.pop() ?? '').slice(0, 2000);
-        for (const line of lines)
-          if (line.trim() !== '')
-            this.log.warn({ line: line.slice(0, 2000) }, 'the Python zygote said');
+        for (const line of lines) said(line);
       });
       child.stdout?.on('data', (chunk: Buffer) => {
         const lines = (rest + chunk.toString('utf8')).split('\n');
