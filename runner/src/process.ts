@@ -12,6 +12,7 @@ import { getSystemErrorMap } from 'node:util';
 import type { Logger } from 'pino';
 import { LAUNCHER, type Runtime, type SandboxIdentity } from './runtime.js';
 import { packagesDir } from './dependencies.js';
+import { procStat } from './watchdog.js';
 
 /** The exit status of a process whose sandbox could not be set up (sandbox.h's SANDBOX_SETUP_FAILED). */
 export const SETUP_FAILED = 125;
@@ -246,9 +247,7 @@ function failedProcess(id: SandboxIdentity, why: string): SandboxProcess {
  */
 export async function stillExiting(pid: number, parent: number): Promise<boolean> {
   try {
-    const stat = await fs.readFile(`/proc/${pid}/stat`, 'latin1');
-    // Fields after "(comm)", which may itself hold spaces and parentheses: state, ppid, ...
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const fields = await procStat(pid);
     // state, ppid and num_threads are fields 3, 4 and 20 of proc(5): 0, 1 and 17 here.
     if (Number(fields[1]) !== parent) return false;
     return fields[0] !== 'Z' || Number(fields[17]) > 1;

@@ -85,13 +85,20 @@ export class Watchdog {
   }
 
   private async sample(): Promise<void> {
-    const stat = await fs.readFile(`/proc/${this.pid}/stat`, 'latin1');
-    // Fields after "(comm)", which may itself hold spaces and parentheses.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const fields = await procStat(this.pid);
     // utime, stime and num_threads are fields 14, 15 and 20 of proc(5): 12, 13, 18 here.
     this.cpuSeconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
     this.threads = Number(fields[17]);
   }
+}
+
+/**
+ * The fields of /proc/PID/stat after "(comm)" (which may itself hold spaces and parentheses):
+ * field N of proc(5) is at N - 3 (state at 0, ppid at 1, ...).
+ */
+export async function procStat(pid: number): Promise<string[]> {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'latin1');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
 /** The bytes of page tables process PID has (VmPTE of /proc/PID/status). */

@@ -6,7 +6,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { childrenOf, commandLine, processState, waitGone } from '../support/processes.js';
+import { childrenOf, commandLine, processState, stateOf, waitGone } from '../support/processes.js';
 import { gaugeReaches, startTestRunner, type TestRunner } from '../support/runner.js';
 import { waitFor } from '../support/wait.js';
 
@@ -15,16 +15,6 @@ function zygoteOf(t: TestRunner): number | undefined {
   return childrenOf(t.pid).find((pid) =>
     commandLine(pid).includes(`zygote.py ${t.config.workDir}/runtime/zygote.sock`),
   );
-}
-
-/** The state letter of /proc/PID/stat (R, S, T for stopped, Z, ...). */
-function stateOf(pid: number): string {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  } catch {
-    return 'gone';
-  }
 }
 
 /** The name of process PID (/proc/PID/comm), '' once it is gone. */

@@ -34,6 +34,16 @@ export function processState(pid: number | string): 'gone' | 'dying' | 'alive' {
   return dying ? 'dying' : 'alive';
 }
 
+/** The state letter of /proc/PID/stat (R, S, T for stopped, t for traced, Z, ...), or 'gone'. */
+export function stateOf(pid: number | string): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return 'gone';
+  }
+}
+
 /** Waits until process PID is gone; false when it is still there after TIMEOUT_MS. */
 export async function waitGone(pid: number | string, timeoutMs = 5000): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;

@@ -4,6 +4,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stillExiting } from '../../runner/src/process.js';
+import { childrenOf, stateOf } from '../support/processes.js';
+import { waitFor } from '../support/wait.js';
 
 const started: ChildProcess[] = [];
 afterEach(() => {
@@ -16,24 +18,10 @@ function start(command: string, args: string[]): number {
   return p.pid!;
 }
 
-async function state(pid: number): Promise<string | undefined> {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'latin1').catch(() => undefined);
-  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  for (let i = 0; i < 200; i++) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
 describe('stillExiting', () => {
   it('is true for a process that is not a zombie yet, of the parent named only', async () => {
     const pid = start('/bin/sleep', ['30']);
-    await until('sleep to run', async () => ((await state(pid)) === 'S' ? true : undefined));
+    await waitFor('sleep to run', async () => stateOf(pid) === 'S' || undefined, 5000, 25);
     expect(await stillExiting(pid, process.pid)).toBe(true);
     // Another parent's: the pid was reaped and taken by another process since.
     expect(await stillExiting(pid, process.pid + 1)).toBe(false);
@@ -42,13 +30,12 @@ describe('stillExiting', () => {
   it('is false for a zombie its parent could reap, and for no process', async () => {
     // sh starts "sleep 0" and becomes "sleep 30", which never reaps it.
     const parent = start('/bin/sh', ['-c', 'sleep 0 & exec sleep 30']);
-    const zombie = await until('a zombie child', async () => {
-      const children = await fs
-        .readFile(`/proc/${parent}/task/${parent}/children`, 'latin1')
-        .catch(() => '');
-      const pid = Number(children.trim().split(' ')[0]);
-      return pid > 0 && (await state(pid)) === 'Z' ? pid : undefined;
-    });
+    const zombie = await waitFor(
+      'a zombie child',
+      async () => childrenOf(parent).find((pid) => stateOf(pid) === 'Z'),
+      5000,
+      25,
+    );
     expect(await stillExiting(zombie, parent)).toBe(false);
     const pidMax = Number(await fs.readFile('/proc/sys/kernel/pid_max', 'latin1'));
     expect(await stillExiting(pidMax + 1, process.pid)).toBe(false);
@@ -66,8 +53,11 @@ describe('stillExiting', () => {
         'ctypes.CDLL(None).syscall({"x86_64": 60, "aarch64": 93}[os.uname().machine], 0)',
       ].join('\n'),
     ]);
-    await until('the leader to be a zombie', async () =>
-      (await state(pid)) === 'Z' ? true : undefined,
+    await waitFor(
+      'the leader to be a zombie',
+      async () => stateOf(pid) === 'Z' || undefined,
+      5000,
+      25,
     );
     expect(await stillExiting(pid, process.pid)).toBe(true);
   });
