@@ -388,7 +388,7 @@ export const SETTINGS: readonly Setting[] = [
     kind: 'enum',
     default: 'required',
     choices: ['required', 'optional'],
-    doc: 'whether a kernel without Landlock stops the runner (`required`) or is only reported',
+    doc: 'whether a kernel without Landlock keeps the runner not ready, every run refused (`required`), or is only reported (`optional`)',
   },
   {
     key: 'warmPython3',
