@@ -106,11 +106,27 @@ function watchReports(stream: Readable, log: string[], kill: () => void): Promis
   });
 }
 
-/** Resolves when STREAM has closed; drains it, so that output nobody reads cannot hold it. */
-function closed(stream: Readable): Promise<void> {
+/**
+ * How long a process's streams may stay open after its exit. A process's own ends close as it
+ * exits, so its streams end at once, unless it sent those ends over a socket pair of its own
+ * (SCM_RIGHTS) into a cycle of descriptors in flight, which the kernel frees only at its next
+ * garbage collection of unix sockets, whenever any process closes one. Nothing can write to
+ * them any more: what they hold is read by then, and they are closed.
+ */
+const STREAMS_AFTER_EXIT_MS = 5000;
+
+/**
+ * Resolves when STREAM, of a process that has exited, has closed, or is closed after
+ * STREAMS_AFTER_EXIT_MS; drains it, so that output nobody reads cannot hold it.
+ */
+function closedAfterExit(stream: Readable): Promise<void> {
   return new Promise((resolve) => {
     if (stream.destroyed || stream.closed) return resolve();
-    stream.once('close', () => resolve());
+    const late = setTimeout(() => stream.destroy(), STREAMS_AFTER_EXIT_MS);
+    stream.once('close', () => {
+      clearTimeout(late);
+      resolve();
+    });
     stream.resume();
   });
 }
@@ -200,7 +216,11 @@ export function launch(runtime: Runtime, id: SandboxIdentity): SandboxProcess {
     streams: () => streams,
     // Drained only after the exit: until then a run may still attach its collectors.
     ended: exit.then(async (e) => {
-      await Promise.all([closed(streams.stdout), closed(streams.stderr), closed(streams.reports)]);
+      await Promise.all([
+        closedAfterExit(streams.stdout),
+        closedAfterExit(streams.stderr),
+        closedAfterExit(streams.reports),
+      ]);
       return refused ? { code: SETUP_FAILED, signal: null } : e;
     }),
     kill,
@@ -323,7 +343,9 @@ class ZygoteChild implements SandboxProcess {
       // The zygote may tell of the exit before the runner has accepted the child's
       // connections (they carry the reason of a failure): give them a moment.
       await Promise.race([connected, new Promise((r) => setTimeout(r, 1000).unref())]);
-      await Promise.all(this.sockets.map((s) => (s === undefined ? undefined : closed(s))));
+      await Promise.all(
+        this.sockets.map((s) => (s === undefined ? undefined : closedAfterExit(s))),
+      );
       return this.refused ? { code: SETUP_FAILED, signal: null } : e;
     });
   }
