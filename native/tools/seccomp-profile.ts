@@ -20,7 +20,7 @@ import {
 } from './policy.js';
 
 /** The policies whose union the profile allows, in the order they are read. */
-export const PROFILE_POLICIES = ['python3', 'nodejs', 'network', 'runner'] as const;
+export const PROFILE_POLICIES = ['python3', 'nodejs', 'network', 'own-uid', 'runner'] as const;
 
 /** The languages whose filters must stay within the profile. */
 export const LANGUAGE_POLICIES = ['python3', 'nodejs'] as const;

@@ -362,7 +362,8 @@ export class Runtime {
       '--landlock', config.landlock,
       '--env', `LD_PRELOAD=${this.library}`,
     ]; // prettier-ignore
-    // With a uid of its own, a run may change modes by path (it reaches only its own files).
+    // With a uid of its own, a run may change modes by path (it reaches only its own files) and
+    // allocate within its tmpfs (fallocate).
     if (id.uid !== undefined)
       args.push('--uid', String(id.uid), '--gid', String(id.uid), '--policy', 'own-uid');
     if (id.network) {

@@ -14,6 +14,14 @@ const OUTPUT = limit(/^error: output limit exceeded\n/);
 const TIMEOUT = limit(/^error: (timeout|cpu time limit exceeded)/);
 
 export const attacks: Attack[] = [
+  {
+    // A megabyte of kernel memory per pipe, outside RLIMIT_DATA; without root all runs share
+    // one pipe quota (their uid's), and another run's pipes then stay at a page each.
+    name: 'grows pipe buffers to a megabyte each (F_SETPIPE_SZ)',
+    language: 'python3',
+    code: 'import fcntl, os\npipes = [os.pipe() for _ in range(20)]\nfor r, w in pipes:\n    fcntl.fcntl(w, 1031, 1 << 20)\nprint("ESCAPED")',
+    expect: { kind: 'denied', syscall: 'fcntl' },
+  },
   // Python
   { name: 'CPU loop', language: 'python3', code: 'while True:\n    pass', expect: CPU },
   {
