@@ -75,22 +75,24 @@ class CappedBuffer {
   }
 }
 
+/** Whether BYTES[AT] is a byte from LO to HI (a continuation byte by default). */
+function byteIn(bytes: Buffer, at: number, lo = 0x80, hi = 0xbf): boolean {
+  const b = bytes[at];
+  return b !== undefined && b >= lo && b <= hi;
+}
+
 /** The length of the well-formed UTF-8 sequence at BYTES[AT] (Unicode table 3-7), else 0. */
 function sequenceLength(bytes: Buffer, at: number): number {
   const b0 = bytes[at]!;
   if (b0 < 0x80) return 1;
-  const tail = (i: number, lo = 0x80, hi = 0xbf) => {
-    const b = bytes[at + i];
-    return b !== undefined && b >= lo && b <= hi;
-  };
-  if (b0 >= 0xc2 && b0 <= 0xdf) return tail(1) ? 2 : 0;
+  if (b0 >= 0xc2 && b0 <= 0xdf) return byteIn(bytes, at + 1) ? 2 : 0;
   if (b0 >= 0xe0 && b0 <= 0xef) {
     const [lo, hi] = b0 === 0xe0 ? [0xa0, 0xbf] : b0 === 0xed ? [0x80, 0x9f] : [0x80, 0xbf];
-    return tail(1, lo, hi) && tail(2) ? 3 : 0;
+    return byteIn(bytes, at + 1, lo, hi) && byteIn(bytes, at + 2) ? 3 : 0;
   }
   if (b0 >= 0xf0 && b0 <= 0xf4) {
     const [lo, hi] = b0 === 0xf0 ? [0x90, 0xbf] : b0 === 0xf4 ? [0x80, 0x8f] : [0x80, 0xbf];
-    return tail(1, lo, hi) && tail(2) && tail(3) ? 4 : 0;
+    return byteIn(bytes, at + 1, lo, hi) && byteIn(bytes, at + 2) && byteIn(bytes, at + 3) ? 4 : 0;
   }
   return 0;
 }
@@ -98,11 +100,14 @@ function sequenceLength(bytes: Buffer, at: number): number {
 /**
  * Output as text the way DifySandbox answers it: each byte that does not start a well-formed
  * UTF-8 sequence becomes one U+FFFD (Go's encoding/json), where Node.js's decoder replaces a
- * truncated sequence ("\xe4\xb8") once. Replaced, never dropped.
+ * truncated sequence ("\xe4\xb8") once. Replaced, never dropped. In one pass into one buffer
+ * (U+FFFD is three bytes): a string grown a piece per invalid byte took 0.4 s for 4 MiB of
+ * them, on the event loop every run shares.
  */
 export function decodeAsDifySandbox(bytes: Buffer): string {
   if (isUtf8(bytes)) return bytes.toString('utf8');
-  let text = '';
+  const out = Buffer.allocUnsafe(bytes.length * 3);
+  let length = 0;
   let start = 0;
   for (let at = 0; at < bytes.length;) {
     const n = sequenceLength(bytes, at);
@@ -110,10 +115,14 @@ export function decodeAsDifySandbox(bytes: Buffer): string {
       at += n;
       continue;
     }
-    text += `${bytes.toString('utf8', start, at)}\ufffd`;
+    if (at > start) length += bytes.copy(out, length, start, at);
+    out[length++] = 0xef;
+    out[length++] = 0xbf;
+    out[length++] = 0xbd;
     start = ++at;
   }
-  return text + bytes.toString('utf8', start);
+  length += bytes.copy(out, length, start);
+  return out.toString('utf8', 0, length);
 }
 
 /** A run's answer, and when what it used is given back. */
