@@ -34,8 +34,12 @@ export class Watchdog {
   /** Threads at the last sample. */
   threads = 0;
   private timer?: NodeJS.Timeout;
-  private busy = false;
+  /** A sample of /proc/PID/stat under way (a tick does not start another). */
+  private sampling = false;
+  /** The slow part under way: page tables, and the walk of the directory. */
+  private measuring = false;
   private ticks = 0;
+  private stopped = false;
   /** The directory as /proc names it (its parents' symlinks resolved), once known. */
   private realWorkdir?: string;
 
@@ -47,25 +51,45 @@ export class Watchdog {
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => void this.tick(), PERIOD_MS);
+    this.timer = setInterval(() => this.tick(), PERIOD_MS);
     this.timer.unref();
   }
 
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
   }
 
-  private async tick(): Promise<void> {
-    if (this.busy) return;
-    this.busy = true;
+  /**
+   * The threads every tick, the rest every DISK_EVERY ticks, each on its own: a run can make
+   * the walk of its directory take a third of a second (thousands of files), and must not have
+   * the thread count go unseen for that long.
+   */
+  private tick(): void {
+    if (this.ticks++ % DISK_EVERY === 0 && !this.measuring) void this.measure();
+    if (!this.sampling) void this.sampleThreads();
+  }
+
+  private async sampleThreads(): Promise<void> {
+    this.sampling = true;
     try {
       await this.sample();
-      const { threads, diskBytes, files, fileBytes = 0, pageTableBytes } = this.limits;
-      if (threads !== undefined && this.threads > threads) return this.breach('thread_limit');
-      const slow = this.ticks++ % DISK_EVERY === 0;
-      if (pageTableBytes !== undefined && slow && (await pageTables(this.pid)) > pageTableBytes)
+      const { threads } = this.limits;
+      if (threads !== undefined && this.threads > threads) this.breach('thread_limit');
+    } catch {
+      // the process is gone: the run is ending anyway
+    } finally {
+      this.sampling = false;
+    }
+  }
+
+  private async measure(): Promise<void> {
+    this.measuring = true;
+    try {
+      const { diskBytes, files, fileBytes = 0, pageTableBytes } = this.limits;
+      if (pageTableBytes !== undefined && (await pageTables(this.pid)) > pageTableBytes)
         return this.breach('memory_limit');
-      if (diskBytes !== undefined && files !== undefined && slow) {
+      if (diskBytes !== undefined && files !== undefined) {
         const usage = await measureTree(this.workdir, files + 1);
         this.realWorkdir ??= await fs.realpath(this.workdir);
         const held = await measureHeld(this.pid, this.realWorkdir, fileBytes);
@@ -75,11 +99,13 @@ export class Watchdog {
     } catch {
       // the process or its directory is gone: the run is ending anyway
     } finally {
-      this.busy = false;
+      this.measuring = false;
     }
   }
 
+  /** Once: a sample or walk still under way when the run ended says nothing any more. */
   private breach(why: Breach): void {
+    if (this.stopped) return;
     this.stop();
     this.onBreach(why);
   }
