@@ -119,7 +119,7 @@ const STREAMS_AFTER_EXIT_MS = 5000;
  * Resolves when STREAM, of a process that has exited, has closed, or is closed after
  * STREAMS_AFTER_EXIT_MS; drains it, so that output nobody reads cannot hold it.
  */
-function closedAfterExit(stream: Readable): Promise<void> {
+export function closedAfterExit(stream: Readable): Promise<void> {
   return new Promise((resolve) => {
     if (stream.destroyed || stream.closed) return resolve();
     const late = setTimeout(() => stream.destroy(), STREAMS_AFTER_EXIT_MS);

@@ -112,6 +112,7 @@ export class Watchdog {
 
   private async sample(): Promise<void> {
     const fields = await procStat(this.pid);
+    if (this.stopped) return; // the run's last values stay (the pid may be someone else's now)
     // utime, stime and num_threads are fields 14, 15 and 20 of proc(5): 12, 13, 18 here.
     this.cpuSeconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
     this.threads = Number(fields[17]);

@@ -24,8 +24,8 @@ describe.each(MODES)('%s runner', (mode) => {
   });
 
   it.each([
-    ['forked from the zygote (its streams are sockets)', 'true'],
-    ['started by the launcher (its streams are pipes)', 'false'],
+    ['forked from the zygote (its streams are connections to the runner)', 'true'],
+    ['started by the launcher (its streams are socket pairs libuv made)', 'false'],
   ])(
     'a run %s that parks its streams in flight is answered, and frees its worker',
     async (_kind, zygote) => {
