@@ -170,7 +170,13 @@ export class Runtime {
       const real = await fs.realpath(file).catch(() => {
         throw new ConfigError(`${setting}: ${file} does not exist`);
       });
-      this.prefixes.set(language, path.dirname(path.dirname(real)));
+      // What runs may read of the interpreter's installation: its prefix (/usr of /usr/bin/node).
+      const prefix = path.dirname(path.dirname(real));
+      if (prefix === path.parse(prefix).root)
+        throw new ConfigError(
+          `${setting}: ${real} is installed at the root (its prefix would be /, which would let runs read the whole filesystem): install it under a directory of its own, e.g. /opt/${language}/bin/`,
+        );
+      this.prefixes.set(language, prefix);
     }
     if (!this.asRoot) await this.checkOwnership();
   }

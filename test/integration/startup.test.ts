@@ -1,9 +1,9 @@
 // The runner as a process, started the way `npm start` does.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../runner/src/paths.js';
 import { freePort } from '../support/ports.js';
 
@@ -45,6 +45,11 @@ async function startMain(
 }
 
 /** A runner on loopback with a work directory of its own. */
+// An interpreter one directory below / (only its path counts: the runner stops before running it).
+const ROOT_NODE = `/tmp/sbp-node-${process.pid}`;
+writeFileSync(ROOT_NODE, '');
+afterAll(() => rmSync(ROOT_NODE, { force: true }));
+
 const local = () => ({
   API_KEY: 'k',
   SANDBOX_HOST: '127.0.0.1',
@@ -79,10 +84,16 @@ describe('runner start-up', () => {
       { ...local(), PYTHON_PATH: '/nonexistent/python3' },
       'invalid configuration: PYTHON_PATH: /nonexistent/python3 does not exist',
     ],
+    [
+      // Its prefix would be /: Landlock and the binds of root mode would let runs read it all.
+      { ...local(), NODEJS_PATH: ROOT_NODE },
+      `invalid configuration: NODEJS_PATH: ${ROOT_NODE} is installed at the root (its prefix would be /, which would let runs read the whole filesystem): install it under a directory of its own, e.g. /opt/nodejs/bin/`,
+    ],
   ])('stops on bad configuration %o with one clear line', (env, line) => {
     const r = spawnSync(process.execPath, [MAIN, '--config', '/dev/null'], {
       env: { ...baseEnv, ...env },
       encoding: 'utf8',
+      timeout: 30_000, // a runner that starts instead serves until killed: fail, not hang
     });
     expect(r.status).toBe(2);
     expect(r.stderr).toBe(`${line}\n`);
