@@ -5,6 +5,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import onHeaders from 'on-headers';
 import type { Logger } from 'pino';
 import { LANGUAGES, type Language, type RunnerConfig } from './config.js';
+import { sendAnswer } from './answer.js';
 import { installPackages, listDependencies } from './dependencies.js';
 import { Abandoned, Busy, type Engine } from './engine.js';
 import type { RunnerMetrics } from './metrics.js';
@@ -226,14 +227,7 @@ export function createApp({
         },
         req.log,
       );
-      res.json(
-        envelope(0, 'success', {
-          stdout: result.stdout,
-          stderr: result.stderr,
-          error: result.error,
-          exit_code: result.exitCode,
-        }),
-      );
+      await sendAnswer(res, result);
     } catch (err) {
       if (err instanceof Busy) {
         res.status(503).set('Retry-After', '1').json(envelope(-503, 'Too many requests'));
