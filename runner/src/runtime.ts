@@ -171,10 +171,19 @@ export class Runtime {
         throw new ConfigError(`${setting}: ${file} does not exist`);
       });
       // What runs may read of the interpreter's installation: its prefix (/usr of /usr/bin/node).
+      // Not / (everything), nor a directory holding the work directory (other runs' files, and
+      // without root nothing else keeps one run out of another's directory).
       const prefix = path.dirname(path.dirname(real));
-      if (prefix === path.parse(prefix).root)
+      const work = await fs.realpath(this.config.workDir);
+      const why =
+        prefix === path.parse(prefix).root
+          ? 'its prefix would be /, which would let runs read the whole filesystem'
+          : work === prefix || work.startsWith(`${prefix}${path.sep}`)
+            ? `its prefix ${prefix} holds SANDBOX_WORK_DIR ${work}, which would let runs read each other's files`
+            : undefined;
+      if (why !== undefined)
         throw new ConfigError(
-          `${setting}: ${real} is installed at the root (its prefix would be /, which would let runs read the whole filesystem): install it under a directory of its own, e.g. /opt/${language}/bin/`,
+          `${setting}: ${real}: ${why}; install it under a directory of its own, e.g. /opt/${language}/bin/`,
         );
       this.prefixes.set(language, prefix);
     }

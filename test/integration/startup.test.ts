@@ -1,6 +1,6 @@
 // The runner as a process, started the way `npm start` does.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -48,7 +48,15 @@ async function startMain(
 // An interpreter one directory below / (only its path counts: the runner stops before running it).
 const ROOT_NODE = `/tmp/sbp-node-${process.pid}`;
 writeFileSync(ROOT_NODE, '');
-afterAll(() => rmSync(ROOT_NODE, { force: true }));
+// One two directories below / whose prefix, /tmp, holds the work directory.
+const TMP_NODE = `/tmp/sbp-bin-${process.pid}/node`;
+mkdirSync(path.dirname(TMP_NODE));
+writeFileSync(TMP_NODE, '');
+const WORK_IN_TMP = mkdtempSync('/tmp/sbp-start-');
+afterAll(() => {
+  for (const p of [ROOT_NODE, path.dirname(TMP_NODE), WORK_IN_TMP])
+    rmSync(p, { recursive: true, force: true });
+});
 
 const local = () => ({
   API_KEY: 'k',
@@ -87,7 +95,12 @@ describe('runner start-up', () => {
     [
       // Its prefix would be /: Landlock and the binds of root mode would let runs read it all.
       { ...local(), NODEJS_PATH: ROOT_NODE },
-      `invalid configuration: NODEJS_PATH: ${ROOT_NODE} is installed at the root (its prefix would be /, which would let runs read the whole filesystem): install it under a directory of its own, e.g. /opt/nodejs/bin/`,
+      `invalid configuration: NODEJS_PATH: ${ROOT_NODE}: its prefix would be /, which would let runs read the whole filesystem; install it under a directory of its own, e.g. /opt/nodejs/bin/`,
+    ],
+    [
+      // Its prefix /tmp holds the work directory: runs could read each other's files.
+      { ...local(), NODEJS_PATH: TMP_NODE, SANDBOX_WORK_DIR: WORK_IN_TMP },
+      `invalid configuration: NODEJS_PATH: ${TMP_NODE}: its prefix /tmp holds SANDBOX_WORK_DIR ${WORK_IN_TMP}, which would let runs read each other's files; install it under a directory of its own, e.g. /opt/nodejs/bin/`,
     ],
   ])('stops on bad configuration %o with one clear line', (env, line) => {
     const r = spawnSync(process.execPath, [MAIN, '--config', '/dev/null'], {
