@@ -8,7 +8,7 @@ import type { Response } from 'express';
 import type { ExecutionResult } from './execution.js';
 
 /** Answers with this many characters of output or more are written in pieces. */
-export const PIECEWISE_FROM_CHARS = 1 << 20;
+const PIECEWISE_FROM_CHARS = 1 << 20;
 const PIECE_CHARS = 1 << 16;
 
 /**
@@ -31,7 +31,7 @@ export function* jsonStringPieces(text: string, pieceChars = PIECE_CHARS): Gener
   yield '"';
 }
 
-/** The pieces of `{"code":0,"message":"success","data":{...}}` for RESULT. */
+/** The pieces of the JSON of answerEnvelope(RESULT). */
 export function* answerPieces(
   result: ExecutionResult,
   pieceChars = PIECE_CHARS,
@@ -45,13 +45,17 @@ export function* answerPieces(
   yield `,"exit_code":${JSON.stringify(result.exitCode)}}}`;
 }
 
-/** The data of the envelope, as res.json would send it. */
-export function answerData(result: ExecutionResult) {
+/** RESULT's answer whole: the object the pieces are the JSON of. */
+export function answerEnvelope(result: ExecutionResult) {
   return {
-    stdout: result.stdout,
-    stderr: result.stderr,
-    error: result.error,
-    exit_code: result.exitCode,
+    code: 0,
+    message: 'success',
+    data: {
+      stdout: result.stdout,
+      stderr: result.stderr,
+      error: result.error,
+      exit_code: result.exitCode,
+    },
   };
 }
 
@@ -62,7 +66,7 @@ export function answerData(result: ExecutionResult) {
 export async function sendAnswer(res: Response, result: ExecutionResult): Promise<void> {
   const chars = result.stdout.length + result.stderr.length + result.error.length;
   if (chars < PIECEWISE_FROM_CHARS) {
-    res.json({ code: 0, message: 'success', data: answerData(result) });
+    res.json(answerEnvelope(result));
     return;
   }
   res.status(200).set('Content-Type', 'application/json; charset=utf-8');

@@ -163,6 +163,7 @@ export class Runtime {
     await fs.access(LAUNCHER, fsConstants.X_OK).catch(() => {
       throw new Error(`${LAUNCHER} is missing: run 'npm run build'`);
     });
+    const work = await fs.realpath(this.config.workDir);
     for (const [language, setting, file] of [
       ['python3', 'PYTHON_PATH', this.config.pythonPath],
       ['nodejs', 'NODEJS_PATH', this.config.nodejsPath],
@@ -174,7 +175,6 @@ export class Runtime {
       // Not / (everything), nor a directory holding the work directory (other runs' files, and
       // without root nothing else keeps one run out of another's directory).
       const prefix = path.dirname(path.dirname(real));
-      const work = await fs.realpath(this.config.workDir);
       const why =
         prefix === path.parse(prefix).root
           ? 'its prefix would be /, which would let runs read the whole filesystem'

@@ -2,7 +2,7 @@
 // answer (JSON.stringify's, as express's res.json and DifySandbox's encoder make them), for any
 // text: surrogate pairs across a piece's end, lone halves, control characters, quotes.
 import { describe, expect, it } from 'vitest';
-import { answerData, answerPieces, jsonStringPieces } from '../../runner/src/answer.js';
+import { answerEnvelope, answerPieces, jsonStringPieces } from '../../runner/src/answer.js';
 import type { ExecutionResult } from '../../runner/src/execution.js';
 
 const ALPHABET = [
@@ -47,7 +47,7 @@ describe('a run’s answer in pieces', () => {
       exitCode: 1,
       outcome: 'error',
     };
-    const whole = JSON.stringify({ code: 0, message: 'success', data: answerData(result) });
+    const whole = JSON.stringify(answerEnvelope(result));
     for (const size of [1, 3, 1 << 16])
       expect([...answerPieces(result, size)].join('')).toBe(whole);
   });
